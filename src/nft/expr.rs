@@ -1,0 +1,327 @@
+//! nf_tables expressions as iptables-nft (libnftnl) lays them out: each variant is encoded and
+//! decoded by the same type, so what we write and what the kernel dumps back compare as values.
+//! Expressions we do not know are kept raw, so a foreign rule still round-trips.
+
+use super::attr::{Attr, AttrWriter};
+use super::sys::*;
+use super::NlError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expr {
+    /// `meta load KEY => reg DREG`
+    Meta { key: u32, dreg: u32 },
+    /// `cmp OP reg SREG DATA`
+    Cmp { sreg: u32, op: u32, data: Vec<u8> },
+    /// `payload load LEN b @ BASE + OFFSET => reg DREG`
+    Payload { dreg: u32, base: u32, offset: u32, len: u32 },
+    /// `bitwise reg DREG = (reg SREG & MASK) ^ XOR` (the boolean form iptables emits)
+    Bitwise { sreg: u32, dreg: u32, len: u32, mask: Vec<u8>, xor: Vec<u8> },
+    Counter { bytes: u64, packets: u64 },
+    /// An immediate verdict (register 0), with the chain for jump/goto.
+    Verdict { code: i32, chain: Option<String> },
+    /// Packet-rate limit: RATE packets per UNIT seconds, BURST.
+    Limit { rate: u64, unit: u64, burst: u32, ty: u32, flags: u32 },
+    /// NFLOG-style log (always with a group: group-less `log` makes iptables-nft give up).
+    Log { group: u16, prefix: Option<String> },
+    /// xt match via nft_compat: name, revision, the match's C struct in host byte order.
+    Match { name: String, rev: u32, info: Vec<u8> },
+    /// xt target via nft_compat.
+    Target { name: String, rev: u32, info: Vec<u8> },
+    /// Anything else, kept as the raw `NFTA_EXPR_DATA` payload.
+    Other { name: String, data: Vec<u8> },
+}
+
+impl Expr {
+    pub fn name(&self) -> &str {
+        match self {
+            Expr::Meta { .. } => "meta",
+            Expr::Cmp { .. } => "cmp",
+            Expr::Payload { .. } => "payload",
+            Expr::Bitwise { .. } => "bitwise",
+            Expr::Counter { .. } => "counter",
+            Expr::Verdict { .. } => "immediate",
+            Expr::Limit { .. } => "limit",
+            Expr::Log { .. } => "log",
+            Expr::Match { .. } => "match",
+            Expr::Target { .. } => "target",
+            Expr::Other { name, .. } => name,
+        }
+    }
+
+    /// Writes one `NFTA_LIST_ELEM` holding this expression, attribute order as libnftnl.
+    pub fn encode(&self, w: &mut AttrWriter) {
+        w.nest(NFTA_LIST_ELEM, |w| {
+            w.put_strz(NFTA_EXPR_NAME, self.name());
+            if let Expr::Other { data, .. } = self {
+                w.put_bytes(NFTA_EXPR_DATA, data);
+            } else {
+                w.nest(NFTA_EXPR_DATA, |w| self.encode_data(w));
+            }
+        });
+    }
+
+    fn encode_data(&self, w: &mut AttrWriter) {
+        match self {
+            Expr::Meta { key, dreg } => {
+                w.put_be32(NFTA_META_KEY, *key).put_be32(NFTA_META_DREG, *dreg);
+            }
+            Expr::Cmp { sreg, op, data } => {
+                w.put_be32(NFTA_CMP_SREG, *sreg).put_be32(NFTA_CMP_OP, *op);
+                w.nest(NFTA_CMP_DATA, |w| {
+                    w.put_bytes(NFTA_DATA_VALUE, data);
+                });
+            }
+            Expr::Payload { dreg, base, offset, len } => {
+                w.put_be32(NFTA_PAYLOAD_DREG, *dreg)
+                    .put_be32(NFTA_PAYLOAD_BASE, *base)
+                    .put_be32(NFTA_PAYLOAD_OFFSET, *offset)
+                    .put_be32(NFTA_PAYLOAD_LEN, *len);
+            }
+            Expr::Bitwise { sreg, dreg, len, mask, xor } => {
+                w.put_be32(NFTA_BITWISE_SREG, *sreg)
+                    .put_be32(NFTA_BITWISE_DREG, *dreg)
+                    .put_be32(NFTA_BITWISE_LEN, *len);
+                w.nest(NFTA_BITWISE_MASK, |w| {
+                    w.put_bytes(NFTA_DATA_VALUE, mask);
+                });
+                w.nest(NFTA_BITWISE_XOR, |w| {
+                    w.put_bytes(NFTA_DATA_VALUE, xor);
+                });
+            }
+            Expr::Counter { bytes, packets } => {
+                w.put_be64(NFTA_COUNTER_BYTES, *bytes).put_be64(NFTA_COUNTER_PACKETS, *packets);
+            }
+            Expr::Verdict { code, chain } => {
+                w.put_be32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT);
+                w.nest(NFTA_IMMEDIATE_DATA, |w| {
+                    w.nest(NFTA_DATA_VERDICT, |w| {
+                        w.put_be32(NFTA_VERDICT_CODE, *code as u32);
+                        if let Some(chain) = chain {
+                            w.put_strz(NFTA_VERDICT_CHAIN, chain);
+                        }
+                    });
+                });
+            }
+            Expr::Limit { rate, unit, burst, ty, flags } => {
+                w.put_be64(NFTA_LIMIT_RATE, *rate)
+                    .put_be64(NFTA_LIMIT_UNIT, *unit)
+                    .put_be32(NFTA_LIMIT_BURST, *burst)
+                    .put_be32(NFTA_LIMIT_TYPE, *ty)
+                    .put_be32(NFTA_LIMIT_FLAGS, *flags);
+            }
+            Expr::Log { group, prefix } => {
+                w.put_be16(NFTA_LOG_GROUP, *group);
+                if let Some(prefix) = prefix {
+                    w.put_strz(NFTA_LOG_PREFIX, prefix);
+                }
+            }
+            Expr::Match { name, rev, info } => {
+                w.put_strz(NFTA_MATCH_NAME, name)
+                    .put_be32(NFTA_MATCH_REV, *rev)
+                    .put_bytes(NFTA_MATCH_INFO, info);
+            }
+            Expr::Target { name, rev, info } => {
+                w.put_strz(NFTA_TARGET_NAME, name)
+                    .put_be32(NFTA_TARGET_REV, *rev)
+                    .put_bytes(NFTA_TARGET_INFO, info);
+            }
+            Expr::Other { .. } => unreachable!("raw expressions are written by encode"),
+        }
+    }
+
+    /// Reads one `NFTA_LIST_ELEM` payload. Attributes the kernel adds that we do not use
+    /// (e.g. counter padding) are skipped; an expression we cannot decode stays `Other`.
+    pub fn decode(elem: &Attr<'_>) -> Result<Expr, NlError> {
+        let mut name = None;
+        let mut data: &[u8] = &[];
+        for attr in elem.nested() {
+            let attr = attr?;
+            match attr.ty {
+                NFTA_EXPR_NAME => name = Some(attr.string()?),
+                NFTA_EXPR_DATA => data = attr.payload,
+                _ => {}
+            }
+        }
+        let name = name.ok_or(NlError::Malformed("expression without a name"))?;
+        let fields = Fields::read(data)?;
+        let known = match name.as_str() {
+            "meta" => fields.meta(),
+            "cmp" => fields.cmp(),
+            "payload" => fields.payload(),
+            "bitwise" => fields.bitwise(),
+            "counter" => fields.counter(),
+            "immediate" => fields.verdict(),
+            "limit" => fields.limit(),
+            "log" => fields.log(),
+            "match" | "target" => fields.xt(name == "match"),
+            _ => None,
+        };
+        Ok(known.unwrap_or_else(|| Expr::Other { name, data: data.to_vec() }))
+    }
+}
+
+/// The attributes of one `NFTA_EXPR_DATA`, indexed by type, for the per-expression readers.
+struct Fields<'a> {
+    attrs: Vec<Attr<'a>>,
+}
+
+impl<'a> Fields<'a> {
+    fn read(data: &'a [u8]) -> Result<Self, NlError> {
+        let attrs = super::attr::Attrs::new(data).collect::<Result<_, _>>()?;
+        Ok(Self { attrs })
+    }
+
+    fn get(&self, ty: u16) -> Option<&Attr<'a>> {
+        self.attrs.iter().find(|a| a.ty == ty)
+    }
+
+    fn be32(&self, ty: u16) -> Option<u32> {
+        self.get(ty)?.be32().ok()
+    }
+
+    fn be64(&self, ty: u16) -> Option<u64> {
+        self.get(ty)?.be64().ok()
+    }
+
+    fn string(&self, ty: u16) -> Option<String> {
+        self.get(ty)?.string().ok()
+    }
+
+    /// The bytes inside a `NFTA_DATA_VALUE` nest.
+    fn value(&self, ty: u16) -> Option<Vec<u8>> {
+        let nest = self.get(ty)?;
+        let inner = nest.nested().next()?.ok()?;
+        (inner.ty == NFTA_DATA_VALUE).then(|| inner.payload.to_vec())
+    }
+
+    fn meta(&self) -> Option<Expr> {
+        Some(Expr::Meta { key: self.be32(NFTA_META_KEY)?, dreg: self.be32(NFTA_META_DREG)? })
+    }
+
+    fn cmp(&self) -> Option<Expr> {
+        Some(Expr::Cmp {
+            sreg: self.be32(NFTA_CMP_SREG)?,
+            op: self.be32(NFTA_CMP_OP)?,
+            data: self.value(NFTA_CMP_DATA)?,
+        })
+    }
+
+    fn payload(&self) -> Option<Expr> {
+        Some(Expr::Payload {
+            dreg: self.be32(NFTA_PAYLOAD_DREG)?,
+            base: self.be32(NFTA_PAYLOAD_BASE)?,
+            offset: self.be32(NFTA_PAYLOAD_OFFSET)?,
+            len: self.be32(NFTA_PAYLOAD_LEN)?,
+        })
+    }
+
+    fn bitwise(&self) -> Option<Expr> {
+        // Newer kernels dump the operation; only the mask/xor form is ours to understand.
+        if self.be32(NFTA_BITWISE_OP).unwrap_or(NFT_BITWISE_BOOL) != NFT_BITWISE_BOOL {
+            return None;
+        }
+        Some(Expr::Bitwise {
+            sreg: self.be32(NFTA_BITWISE_SREG)?,
+            dreg: self.be32(NFTA_BITWISE_DREG)?,
+            len: self.be32(NFTA_BITWISE_LEN)?,
+            mask: self.value(NFTA_BITWISE_MASK)?,
+            xor: self.value(NFTA_BITWISE_XOR)?,
+        })
+    }
+
+    fn counter(&self) -> Option<Expr> {
+        Some(Expr::Counter {
+            bytes: self.be64(NFTA_COUNTER_BYTES)?,
+            packets: self.be64(NFTA_COUNTER_PACKETS)?,
+        })
+    }
+
+    fn verdict(&self) -> Option<Expr> {
+        if self.be32(NFTA_IMMEDIATE_DREG)? != NFT_REG_VERDICT {
+            return None;
+        }
+        let data = self.get(NFTA_IMMEDIATE_DATA)?.nested().next()?.ok()?;
+        if data.ty != NFTA_DATA_VERDICT {
+            return None;
+        }
+        let verdict = Fields::read(data.payload).ok()?;
+        Some(Expr::Verdict {
+            code: verdict.be32(NFTA_VERDICT_CODE)? as i32,
+            chain: verdict.string(NFTA_VERDICT_CHAIN),
+        })
+    }
+
+    fn limit(&self) -> Option<Expr> {
+        Some(Expr::Limit {
+            rate: self.be64(NFTA_LIMIT_RATE)?,
+            unit: self.be64(NFTA_LIMIT_UNIT)?,
+            burst: self.be32(NFTA_LIMIT_BURST)?,
+            ty: self.be32(NFTA_LIMIT_TYPE).unwrap_or(0),
+            flags: self.be32(NFTA_LIMIT_FLAGS).unwrap_or(0),
+        })
+    }
+
+    fn log(&self) -> Option<Expr> {
+        Some(Expr::Log {
+            group: self.get(NFTA_LOG_GROUP)?.be16().ok()?,
+            prefix: self.string(NFTA_LOG_PREFIX),
+        })
+    }
+
+    fn xt(&self, is_match: bool) -> Option<Expr> {
+        // NFTA_MATCH_* and NFTA_TARGET_* share their numbers.
+        let name = self.string(NFTA_MATCH_NAME)?;
+        let rev = self.be32(NFTA_MATCH_REV)?;
+        let info = self.get(NFTA_MATCH_INFO)?.payload.to_vec();
+        Some(if is_match {
+            Expr::Match { name, rev, info }
+        } else {
+            Expr::Target { name, rev, info }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nft::attr::Attrs;
+
+    fn round_trip(e: Expr) {
+        let mut w = AttrWriter::new();
+        e.encode(&mut w);
+        let bytes = w.into_bytes();
+        let elem = Attrs::new(&bytes).next().unwrap().unwrap();
+        assert_eq!(Expr::decode(&elem).unwrap(), e);
+    }
+
+    #[test]
+    fn every_variant_round_trips() {
+        round_trip(Expr::Meta { key: NFT_META_IIFNAME, dreg: NFT_REG_1 });
+        round_trip(Expr::Cmp { sreg: 1, op: NFT_CMP_NEQ, data: b"br-".to_vec() });
+        round_trip(Expr::Payload { dreg: 1, base: 1, offset: 12, len: 4 });
+        round_trip(Expr::Bitwise { sreg: 1, dreg: 1, len: 4, mask: vec![0xff, 0xf0, 0, 0], xor: vec![0; 4] });
+        round_trip(Expr::Counter { bytes: 5, packets: 1 });
+        round_trip(Expr::Verdict { code: NFT_JUMP, chain: Some("DOCKER-USER".into()) });
+        round_trip(Expr::Verdict { code: NFT_RETURN, chain: None });
+        round_trip(Expr::Limit { rate: 5, unit: 60, burst: 10, ty: 0, flags: 0 });
+        round_trip(Expr::Log { group: 5, prefix: Some("egress: ".into()) });
+        round_trip(Expr::Match { name: "comment".into(), rev: 0, info: vec![b'x'; 256] });
+        round_trip(Expr::Target { name: "REJECT".into(), rev: 0, info: vec![3, 0, 0, 0, 0, 0, 0, 0] });
+        round_trip(Expr::Other { name: "ct".into(), data: vec![8, 0, 2, 0, 0, 0, 0, 0] });
+    }
+
+    #[test]
+    fn counter_matches_iptables_bytes() {
+        // iptables 1.8.9, any rule: 2c 00 01 80 | 0c 00 01 00 "counter\0" | 1c 00 02 80
+        // | 0c 00 01 00 <be64 0> | 0c 00 02 00 <be64 0>
+        let mut w = AttrWriter::new();
+        Expr::Counter { bytes: 0, packets: 0 }.encode(&mut w);
+        let mut want = vec![0x2c, 0, 1, 0x80, 0x0c, 0, 1, 0];
+        want.extend_from_slice(b"counter\0");
+        want.extend_from_slice(&[0x1c, 0, 2, 0x80, 0x0c, 0, 1, 0]);
+        want.extend_from_slice(&[0; 8]);
+        want.extend_from_slice(&[0x0c, 0, 2, 0]);
+        want.extend_from_slice(&[0; 8]);
+        assert_eq!(w.into_bytes(), want);
+    }
+}

@@ -1,0 +1,48 @@
+//! nf_tables over netlink: the parts rustables 0.9 has no API for (xt match/target expressions,
+//! the rule COMPAT attribute, rule insertion at a position, the batch generation id, GETGEN),
+//! written as small encoder/decoder pairs, plus the socket that carries them.
+
+pub mod attr;
+pub mod expr;
+pub mod msg;
+pub mod rule;
+pub mod socket;
+pub mod sys;
+pub mod xt;
+
+use nix::errno::Errno;
+
+/// What can go wrong talking to nf_tables.
+#[derive(Debug, thiserror::Error)]
+pub enum NlError {
+    /// The kernel sent something we cannot parse.
+    #[error("malformed netlink message from the kernel: {0}")]
+    Malformed(&'static str),
+    /// socket()/bind()/send()/recv() failed.
+    #[error("netlink {op} failed")]
+    Io {
+        op: &'static str,
+        #[source]
+        errno: Errno,
+    },
+    /// The kernel refused a request or a message of a batch.
+    #[error("{what}: {}", errno.desc().to_lowercase())]
+    Kernel { what: String, errno: Errno },
+    /// Someone else committed between our read and our batch (ERESTART on the batch genid),
+    /// or a dump was interrupted by a commit.
+    #[error("the ruleset changed while we were reading it")]
+    Concurrent,
+    /// No answer for a message of ours within the timeout.
+    #[error("the kernel did not answer {0}")]
+    NoAnswer(String),
+}
+
+impl NlError {
+    /// The errno behind a kernel or socket failure, if any.
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            NlError::Io { errno, .. } | NlError::Kernel { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+}

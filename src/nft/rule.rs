@@ -1,0 +1,129 @@
+//! NEWRULE / DELRULE messages and rules read back from a GETRULE dump. rustables' `Rule` cannot
+//! carry xt expressions or `NFTA_RULE_COMPAT`, and always appends; iptables-nft compatibility
+//! needs all three, so rule messages are encoded here.
+
+use super::attr::AttrWriter;
+use super::expr::Expr;
+use super::msg::{build, nft_type, Reply};
+use super::sys::*;
+use super::NlError;
+
+/// `NFTA_RULE_COMPAT`: the `-p` protocol and its inversion, which xt extensions such as
+/// `REJECT --reject-with tcp-reset` check. iptables-nft always sends it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compat {
+    pub proto: u32,
+    pub flags: u32,
+}
+
+/// A rule as it travels to and from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NftRule {
+    pub family: u8,
+    pub table: String,
+    pub chain: String,
+    /// Set on rules read back from the kernel.
+    pub handle: Option<u64>,
+    pub exprs: Vec<Expr>,
+    /// Written, never dumped back by the kernel.
+    pub compat: Option<Compat>,
+}
+
+/// Where a new rule goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// At the top of the chain (`iptables -I CHAIN`).
+    Top,
+    /// Just before the rule with this handle (`iptables -I CHAIN N`).
+    Before(u64),
+    /// At the end (`iptables -A`).
+    End,
+}
+
+impl NftRule {
+    /// The NEWRULE message, attributes in libnftnl's order.
+    pub fn new_msg(&self, seq: u32, at: Position) -> Vec<u8> {
+        let flags = match at {
+            Position::Top | Position::Before(_) => NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+            Position::End => NLM_F_REQUEST | NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK,
+        };
+        build(nft_type(NFT_MSG_NEWRULE), flags, seq, self.family, 0, |w| {
+            w.put_strz(NFTA_RULE_TABLE, &self.table).put_strz(NFTA_RULE_CHAIN, &self.chain);
+            if let Position::Before(handle) = at {
+                w.put_be64(NFTA_RULE_POSITION, handle);
+            }
+            self.write_exprs(w);
+            if let Some(c) = self.compat {
+                w.nest(NFTA_RULE_COMPAT, |w| {
+                    w.put_be32(NFTA_RULE_COMPAT_PROTO, c.proto).put_be32(NFTA_RULE_COMPAT_FLAGS, c.flags);
+                });
+            }
+        })
+    }
+
+    /// The DELRULE message for this rule, found by its kernel handle.
+    pub fn del_msg(&self, handle: u64, seq: u32) -> Vec<u8> {
+        build(nft_type(NFT_MSG_DELRULE), NLM_F_REQUEST | NLM_F_ACK, seq, self.family, 0, |w| {
+            w.put_strz(NFTA_RULE_TABLE, &self.table)
+                .put_strz(NFTA_RULE_CHAIN, &self.chain)
+                .put_be64(NFTA_RULE_HANDLE, handle);
+        })
+    }
+
+    fn write_exprs(&self, w: &mut AttrWriter) {
+        w.nest(NFTA_RULE_EXPRESSIONS, |w| {
+            for e in &self.exprs {
+                e.encode(w);
+            }
+        });
+    }
+
+    /// Reads a NEWRULE message from a dump.
+    pub fn decode(reply: &Reply<'_>) -> Result<NftRule, NlError> {
+        let mut rule = NftRule {
+            family: reply.family,
+            table: String::new(),
+            chain: String::new(),
+            handle: None,
+            exprs: Vec::new(),
+            compat: None,
+        };
+        for attr in reply.attrs() {
+            let attr = attr?;
+            match attr.ty {
+                NFTA_RULE_TABLE => rule.table = attr.string()?,
+                NFTA_RULE_CHAIN => rule.chain = attr.string()?,
+                NFTA_RULE_HANDLE => rule.handle = Some(attr.be64()?),
+                NFTA_RULE_EXPRESSIONS => {
+                    for elem in attr.nested() {
+                        rule.exprs.push(Expr::decode(&elem?)?);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(rule)
+    }
+
+    /// The expressions with counters zeroed: what a rule *is*, regardless of traffic seen.
+    pub fn shape(&self) -> Vec<Expr> {
+        self.exprs
+            .iter()
+            .map(|e| match e {
+                Expr::Counter { .. } => Expr::Counter { bytes: 0, packets: 0 },
+                other => other.clone(),
+            })
+            .collect()
+    }
+
+    /// Packets counted by the rule's first counter.
+    pub fn packets(&self) -> u64 {
+        self.exprs
+            .iter()
+            .find_map(|e| match e {
+                Expr::Counter { packets, .. } => Some(*packets),
+                _ => None,
+            })
+            .unwrap_or(0)
+    }
+}

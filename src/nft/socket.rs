@@ -1,0 +1,205 @@
+//! The I/O shell around nf_tables: one netlink socket, request/reply bookkeeping, dumps and
+//! batch commits. Everything it sends is built by the pure encoders beside it.
+
+use std::collections::BTreeSet;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    bind, recv, send, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
+    SockType,
+};
+use nix::sys::time::TimeVal;
+
+use super::msg::{self, nft_type, Batch};
+use super::rule::NftRule;
+use super::sys::*;
+use super::NlError;
+
+/// Large enough for any single dump datagram the kernel sends (it caps them near 32 KiB).
+const RECV_BUF: usize = 256 * 1024;
+/// A netlink request is answered synchronously; this only guards against a kernel bug hanging us.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct Netlink {
+    fd: OwnedFd,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Netlink {
+    /// Opens a netfilter netlink socket in the calling thread's network namespace.
+    pub fn open() -> Result<Self, NlError> {
+        let io = |op| move |errno| NlError::Io { op, errno };
+        let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkNetFilter)
+            .map_err(io("socket"))?;
+        bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(io("bind"))?;
+        let timeout = TimeVal::new(ANSWER_TIMEOUT.as_secs() as i64, 0);
+        setsockopt(&fd, sockopt::ReceiveTimeout, &timeout).map_err(io("setsockopt"))?;
+        // Sequence numbers only need to be unique per socket; starting from the clock keeps
+        // strace output of consecutive runs apart.
+        let seq = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
+        Ok(Netlink { fd, seq, buf: vec![0; RECV_BUF] })
+    }
+
+    /// The first sequence number a new batch may use; `commit` moves past the batch.
+    pub fn next_seq(&self) -> u32 {
+        self.seq
+    }
+
+    fn take_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq.wrapping_sub(1)
+    }
+
+    fn send(&self, bytes: &[u8]) -> Result<(), NlError> {
+        let sent = send(self.fd.as_raw_fd(), bytes, MsgFlags::empty()).map_err(|errno| NlError::Io { op: "send", errno })?;
+        if sent != bytes.len() {
+            return Err(NlError::Malformed("short netlink send"));
+        }
+        Ok(())
+    }
+
+    /// Receives one datagram; `None` when `nonblocking` and nothing is queued.
+    fn recv(&mut self, nonblocking: bool, what: &str) -> Result<Option<usize>, NlError> {
+        let flags = if nonblocking { MsgFlags::MSG_DONTWAIT } else { MsgFlags::empty() };
+        match recv(self.fd.as_raw_fd(), &mut self.buf, flags) {
+            Ok(n) => Ok(Some(n)),
+            Err(Errno::EAGAIN) if nonblocking => Ok(None),
+            Err(Errno::EAGAIN) => Err(NlError::NoAnswer(what.to_string())),
+            Err(errno) => Err(NlError::Io { op: "recv", errno }),
+        }
+    }
+
+    /// The current ruleset generation (`NFT_MSG_GETGEN`).
+    pub fn generation(&mut self) -> Result<u32, NlError> {
+        let seq = self.take_seq();
+        self.send(&msg::getgen(seq))?;
+        loop {
+            let n = self.recv(false, "GETGEN")?.unwrap_or(0);
+            for reply in msg::parse(&self.buf[..n])? {
+                if reply.seq != seq {
+                    continue;
+                }
+                if reply.ty == NLMSG_ERROR {
+                    let (errno, _) = reply.error()?;
+                    return Err(kernel_error("GETGEN", errno));
+                }
+                if reply.ty == nft_type(NFT_MSG_NEWGEN) {
+                    return msg::parse_genid(&reply);
+                }
+            }
+        }
+    }
+
+    /// Whether a chain exists.
+    pub fn chain_exists(&mut self, family: u8, table: &str, chain: &str) -> Result<bool, NlError> {
+        let seq = self.take_seq();
+        self.send(&msg::getchain(seq, family, table, chain))?;
+        let what = format!("GETCHAIN {} {table} {chain}", family_name(family));
+        loop {
+            let n = self.recv(false, &what)?.unwrap_or(0);
+            for reply in msg::parse(&self.buf[..n])? {
+                match (reply.seq == seq, reply.ty) {
+                    (false, _) => continue,
+                    (true, NLMSG_ERROR) => match reply.error()?.0 {
+                        e if e == Errno::ENOENT as i32 => return Ok(false),
+                        e => return Err(kernel_error(&what, e)),
+                    },
+                    (true, _) => return Ok(true),
+                }
+            }
+        }
+    }
+
+    /// The rules of one chain, in order; `None` when the table or chain does not exist.
+    pub fn dump_rules(&mut self, family: u8, table: &str, chain: &str) -> Result<Option<Vec<NftRule>>, NlError> {
+        if !self.chain_exists(family, table, chain)? {
+            return Ok(None);
+        }
+        let seq = self.take_seq();
+        self.send(&msg::getrule_dump(seq, family, table, chain))?;
+        let what = format!("GETRULE {} {table} {chain}", family_name(family));
+        let mut rules = Vec::new();
+        loop {
+            let n = self.recv(false, &what)?.unwrap_or(0);
+            let buf = self.buf[..n].to_vec();
+            for reply in msg::parse(&buf)? {
+                if reply.seq != seq {
+                    continue;
+                }
+                if reply.flags & NLM_F_DUMP_INTR != 0 {
+                    self.drain_dump(seq)?;
+                    return Err(NlError::Concurrent);
+                }
+                match reply.ty {
+                    NLMSG_DONE => return Ok(Some(rules)),
+                    NLMSG_ERROR => match reply.error()?.0 {
+                        0 => continue,
+                        e => return Err(kernel_error(&what, e)),
+                    },
+                    _ => rules.push(NftRule::decode(&reply)?),
+                }
+            }
+        }
+    }
+
+    /// Reads and discards the rest of an interrupted dump so the socket can be reused.
+    fn drain_dump(&mut self, seq: u32) -> Result<(), NlError> {
+        loop {
+            let n = self.recv(false, "dump")?.unwrap_or(0);
+            let done = msg::parse(&self.buf[..n])?
+                .iter()
+                .any(|r| r.seq == seq && (r.ty == NLMSG_DONE || r.ty == NLMSG_ERROR));
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends a batch and accounts for every sequence number in it: each message carries
+    /// NLM_F_ACK, so success is one ACK per message; failure is an error naming the message.
+    pub fn commit(&mut self, batch: &Batch) -> Result<(), NlError> {
+        self.seq = batch.end_seq.wrapping_add(1);
+        self.send(&batch.bytes)?;
+        let mut waiting: BTreeSet<u32> = batch.msgs.iter().map(|(seq, _)| *seq).collect();
+        let mut errors: Vec<(u32, i32)> = Vec::new();
+        // The kernel processes the batch inside send(), so once an error is seen every other
+        // answer is already queued: drain without blocking.
+        while !waiting.is_empty() || !errors.is_empty() {
+            let Some(n) = self.recv(!errors.is_empty(), "the batch")? else { break };
+            for reply in msg::parse(&self.buf[..n])? {
+                if reply.ty != NLMSG_ERROR {
+                    continue;
+                }
+                let (errno, seq) = reply.error()?;
+                waiting.remove(&seq);
+                if errno != 0 {
+                    errors.push((seq, errno));
+                }
+            }
+        }
+        match errors.iter().min_by_key(|(seq, _)| *seq) {
+            None => Ok(()),
+            Some(&(seq, errno)) if seq == batch.begin_seq && errno == Errno::ERESTART as i32 => Err(NlError::Concurrent),
+            Some(&(seq, errno)) => {
+                let what = batch.msgs.iter().find(|(s, _)| *s == seq).map_or("batch", |(_, w)| w.as_str());
+                Err(kernel_error(what, errno))
+            }
+        }
+    }
+}
+
+fn kernel_error(what: &str, errno: i32) -> NlError {
+    NlError::Kernel { what: what.to_string(), errno: Errno::from_raw(errno) }
+}
+
+fn family_name(family: u8) -> &'static str {
+    match family {
+        NFPROTO_IPV4 => "ip",
+        NFPROTO_IPV6 => "ip6",
+        NFPROTO_INET => "inet",
+        _ => "?",
+    }
+}

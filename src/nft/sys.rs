@@ -1,0 +1,127 @@
+//! Kernel constants under their uapi names (`linux/netlink.h`, `linux/netfilter/nfnetlink.h`,
+//! `nf_tables.h`, `nft_compat.h`), typed as they are used on the wire here.
+#![allow(dead_code)]
+
+pub const AF_UNSPEC: u8 = 0;
+pub const NFPROTO_INET: u8 = 1;
+pub const NFPROTO_IPV4: u8 = 2;
+pub const NFPROTO_IPV6: u8 = 10;
+
+pub const NLM_F_REQUEST: u16 = 0x1;
+pub const NLM_F_MULTI: u16 = 0x2;
+pub const NLM_F_ACK: u16 = 0x4;
+pub const NLM_F_DUMP_INTR: u16 = 0x10;
+pub const NLM_F_DUMP: u16 = 0x300;
+pub const NLM_F_REPLACE: u16 = 0x100;
+pub const NLM_F_EXCL: u16 = 0x200;
+pub const NLM_F_CREATE: u16 = 0x400;
+pub const NLM_F_APPEND: u16 = 0x800;
+
+pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_DONE: u16 = 3;
+
+pub const NFNETLINK_V0: u8 = 0;
+pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+pub const NFNL_MSG_BATCH_END: u16 = 0x11;
+pub const NFNL_BATCH_GENID: u16 = 1;
+
+pub const NFT_MSG_NEWTABLE: u16 = 0;
+pub const NFT_MSG_GETTABLE: u16 = 1;
+pub const NFT_MSG_DELTABLE: u16 = 2;
+pub const NFT_MSG_NEWCHAIN: u16 = 3;
+pub const NFT_MSG_GETCHAIN: u16 = 4;
+pub const NFT_MSG_DELCHAIN: u16 = 5;
+pub const NFT_MSG_NEWRULE: u16 = 6;
+pub const NFT_MSG_GETRULE: u16 = 7;
+pub const NFT_MSG_DELRULE: u16 = 8;
+pub const NFT_MSG_NEWGEN: u16 = 15;
+pub const NFT_MSG_GETGEN: u16 = 16;
+
+pub const NFTA_GEN_ID: u16 = 1;
+
+pub const NFTA_CHAIN_TABLE: u16 = 1;
+pub const NFTA_CHAIN_NAME: u16 = 3;
+
+pub const NFTA_RULE_TABLE: u16 = 1;
+pub const NFTA_RULE_CHAIN: u16 = 2;
+pub const NFTA_RULE_HANDLE: u16 = 3;
+pub const NFTA_RULE_EXPRESSIONS: u16 = 4;
+pub const NFTA_RULE_COMPAT: u16 = 5;
+pub const NFTA_RULE_POSITION: u16 = 6;
+pub const NFTA_RULE_USERDATA: u16 = 7;
+
+pub const NFTA_RULE_COMPAT_PROTO: u16 = 1;
+pub const NFTA_RULE_COMPAT_FLAGS: u16 = 2;
+/// COMPAT flag for `! -p PROTO`.
+pub const NFT_RULE_COMPAT_F_INV: u32 = 2;
+
+pub const NFTA_LIST_ELEM: u16 = 1;
+pub const NFTA_EXPR_NAME: u16 = 1;
+pub const NFTA_EXPR_DATA: u16 = 2;
+
+pub const NFTA_DATA_VALUE: u16 = 1;
+pub const NFTA_DATA_VERDICT: u16 = 2;
+pub const NFTA_VERDICT_CODE: u16 = 1;
+pub const NFTA_VERDICT_CHAIN: u16 = 2;
+
+pub const NFT_REG_VERDICT: u32 = 0;
+pub const NFT_REG_1: u32 = 1;
+
+pub const NF_DROP: i32 = 0;
+pub const NF_ACCEPT: i32 = 1;
+pub const NFT_CONTINUE: i32 = -1;
+pub const NFT_BREAK: i32 = -2;
+pub const NFT_JUMP: i32 = -3;
+pub const NFT_GOTO: i32 = -4;
+pub const NFT_RETURN: i32 = -5;
+
+pub const NFTA_META_DREG: u16 = 1;
+pub const NFTA_META_KEY: u16 = 2;
+pub const NFT_META_L4PROTO: u32 = 16;
+pub const NFT_META_IIFNAME: u32 = 6;
+pub const NFT_META_OIFNAME: u32 = 7;
+
+pub const NFTA_CMP_SREG: u16 = 1;
+pub const NFTA_CMP_OP: u16 = 2;
+pub const NFTA_CMP_DATA: u16 = 3;
+pub const NFT_CMP_EQ: u32 = 0;
+pub const NFT_CMP_NEQ: u32 = 1;
+
+pub const NFTA_PAYLOAD_DREG: u16 = 1;
+pub const NFTA_PAYLOAD_BASE: u16 = 2;
+pub const NFTA_PAYLOAD_OFFSET: u16 = 3;
+pub const NFTA_PAYLOAD_LEN: u16 = 4;
+pub const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+pub const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+
+pub const NFTA_BITWISE_SREG: u16 = 1;
+pub const NFTA_BITWISE_DREG: u16 = 2;
+pub const NFTA_BITWISE_LEN: u16 = 3;
+pub const NFTA_BITWISE_MASK: u16 = 4;
+pub const NFTA_BITWISE_XOR: u16 = 5;
+pub const NFTA_BITWISE_OP: u16 = 6;
+pub const NFT_BITWISE_BOOL: u32 = 0;
+
+pub const NFTA_COUNTER_BYTES: u16 = 1;
+pub const NFTA_COUNTER_PACKETS: u16 = 2;
+
+pub const NFTA_IMMEDIATE_DREG: u16 = 1;
+pub const NFTA_IMMEDIATE_DATA: u16 = 2;
+
+pub const NFTA_LIMIT_RATE: u16 = 1;
+pub const NFTA_LIMIT_UNIT: u16 = 2;
+pub const NFTA_LIMIT_BURST: u16 = 3;
+pub const NFTA_LIMIT_TYPE: u16 = 4;
+pub const NFTA_LIMIT_FLAGS: u16 = 5;
+
+pub const NFTA_LOG_GROUP: u16 = 1;
+pub const NFTA_LOG_PREFIX: u16 = 2;
+
+// nft_compat.h: the xt match/target expressions.
+pub const NFTA_MATCH_NAME: u16 = 1;
+pub const NFTA_MATCH_REV: u16 = 2;
+pub const NFTA_MATCH_INFO: u16 = 3;
+pub const NFTA_TARGET_NAME: u16 = 1;
+pub const NFTA_TARGET_REV: u16 = 2;
+pub const NFTA_TARGET_INFO: u16 = 3;

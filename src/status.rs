@@ -5,6 +5,8 @@
 use std::fmt::Write;
 
 use crate::ipt::{codec, Family};
+use crate::nft::expr::Expr;
+use crate::nft::rule::NftRule;
 use crate::plan;
 use crate::policy::Policy;
 use crate::target::docker_user::{self, ChainState, CHAIN};
@@ -73,7 +75,7 @@ impl FamilyStatus {
         } else if ours.is_empty() {
             (Verdict::Absent, Some("no egress-guard rules".to_string()))
         } else if !state.matches(&planned) {
-            (Verdict::Drifted, Some(format!("{} of {} rules differ from the policy", differing(state, &planned), planned.len())))
+            (Verdict::Drifted, Some(drift(state, &planned)))
         } else if !state.forward_jumps {
             (Verdict::Drifted, Some(format!("FORWARD does not jump to {CHAIN}: the guard is inert")))
         } else {
@@ -91,11 +93,16 @@ impl FamilyStatus {
     }
 }
 
-/// How many planned rules are missing or changed, counting extra rules of ours too.
-fn differing(state: &ChainState, planned: &[crate::nft::rule::NftRule]) -> usize {
-    let ours = state.ours();
-    let same = ours.iter().zip(planned).filter(|(have, want)| have.shape() == want.shape()).count();
-    ours.len().max(planned.len()) - same
+/// Says how our rules differ from the plan: how many are missing, changed or extra.
+fn drift(state: &ChainState, planned: &[NftRule]) -> String {
+    let ours: Vec<Vec<Expr>> = state.ours().iter().map(|r| r.shape()).collect();
+    let planned: Vec<Vec<Expr>> = planned.iter().map(|r| r.shape()).collect();
+    let missing = planned.iter().filter(|p| !ours.contains(p)).count();
+    let extra = ours.iter().filter(|o| !planned.contains(o)).count();
+    match missing.max(extra) {
+        0 => "our rules are out of order".to_string(),
+        n => format!("{n} of {} rules differ from the policy", planned.len()),
+    }
 }
 
 impl Report {
@@ -204,7 +211,6 @@ fn json_str(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nft::rule::NftRule;
 
     fn planned_state(family: Family, forward_jumps: bool, keep: usize) -> ChainState {
         let mut rules: Vec<NftRule> = docker_user::encode(family, &plan::docker_user_rules(&Policy::default(), family));

@@ -1,0 +1,5 @@
+//! Integration tests: one binary, one module per area (see `harness` for the emulated Docker host).
+
+mod harness;
+
+mod baseline;

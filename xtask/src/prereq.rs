@@ -1,0 +1,134 @@
+//! Prerequisites of the test suite, each with the exact command that installs it when missing.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Capability bits (linux/capability.h): links, addresses and rules need CAP_NET_ADMIN;
+/// `ip netns add` mounts and `setns` needs CAP_SYS_ADMIN.
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Programs the kernel tests run, and the Debian package that brings each.
+const TOOLS: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("iptables", "iptables"),
+    ("ip6tables", "iptables"),
+    ("nft", "nftables"),
+];
+
+/// Checks everything `cargo xtask test` needs and lists every missing piece with its fix.
+pub fn check_for_tests() -> Result<(), String> {
+    let mut missing = Vec::new();
+    missing.extend(capabilities());
+    for (tool, package) in TOOLS {
+        if find_on_path(tool).is_none() {
+            missing.push(format!("`{tool}` not found: apt-get install -y {package}"));
+        }
+    }
+    missing.extend(iptables_backend());
+    missing.extend(libclang());
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "cannot run the tests yet:\n  - {}",
+        missing.join("\n  - ")
+    ))
+}
+
+/// Whether `cargo SUBCOMMAND --version` works (rustfmt and clippy are optional components).
+pub fn cargo_has(subcommand: &str) -> bool {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    Command::new(cargo)
+        .args([subcommand, "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn capabilities() -> Option<String> {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let needed = (1u64 << CAP_NET_ADMIN) | (1u64 << CAP_SYS_ADMIN);
+    (effective & needed != needed).then(|| {
+        "not root (CAP_NET_ADMIN and CAP_SYS_ADMIN needed for network namespaces): \
+         run `sudo -E env PATH=\"$PATH\" cargo xtask test`"
+            .to_owned()
+    })
+}
+
+/// The tests write dockerd's rules with `iptables`; they must land in nf_tables, where the
+/// tool reads and writes, not in the legacy xtables.
+fn iptables_backend() -> Option<String> {
+    find_on_path("iptables")?;
+    let output = Command::new("iptables").arg("--version").output().ok()?;
+    let version = String::from_utf8_lossy(&output.stdout);
+    (!version.contains("nf_tables")).then(|| {
+        format!(
+            "`iptables` is not the nf_tables variant ({}): \
+             update-alternatives --set iptables /usr/sbin/iptables-nft && \
+             update-alternatives --set ip6tables /usr/sbin/ip6tables-nft",
+            version.trim()
+        )
+    })
+}
+
+/// bindgen (a build dependency of rustables) loads libclang at build time.
+fn libclang() -> Option<String> {
+    if let Some(dir) = env::var_os("LIBCLANG_PATH") {
+        let dir = PathBuf::from(dir);
+        return (!has_libclang(&dir)).then(|| {
+            format!(
+                "LIBCLANG_PATH={} holds no libclang*.so*: fix it or unset it",
+                dir.display()
+            )
+        });
+    }
+    let mut dirs = llvm_lib_dirs();
+    dirs.extend(["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"].map(PathBuf::from));
+    if dirs.iter().any(|dir| has_libclang(dir)) {
+        return None;
+    }
+    Some("libclang not found: apt-get install -y libclang-dev (or set LIBCLANG_PATH)".to_owned())
+}
+
+/// `/usr/lib/llvm-*/lib`.
+fn llvm_lib_dirs() -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir("/usr/lib") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("llvm-"))
+        .map(|entry| entry.path().join("lib"))
+        .collect()
+}
+
+/// A `libclang.so*` or `libclang-<version>.so*` in `dir` (not libclang-cpp, which bindgen
+/// cannot use).
+fn has_libclang(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    entries.filter_map(|entry| entry.ok()).any(|entry| {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let versioned = name
+            .strip_prefix("libclang-")
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+        (name.starts_with("libclang.so") || versioned) && name.contains(".so")
+    })
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}

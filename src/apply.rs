@@ -2,40 +2,33 @@
 //! and our batch, the kernel refuses the batch whole (ERESTART) and we read again.
 
 use crate::error::Error;
-use crate::ipt::Family;
-use crate::nft::msg::{Batch, BatchBuilder};
+use crate::ipt::{codec, Family};
+use crate::nft::msg::BatchBuilder;
 use crate::nft::socket::Netlink;
 use crate::nft::NlError;
 use crate::plan;
 use crate::policy::Policy;
-use crate::target::docker_user::{self, ChainState};
+use crate::target::detect::{self, Choice};
+use crate::target::docker_user::{self, ChainState, CHAIN, TABLE};
+use crate::target::table::{self, TableState};
+use crate::target::{Change, Step, Target};
 
 /// Attempts before exit 4. Each failed attempt means someone else committed in the few
 /// hundred microseconds between our read and our write; ten in a row means a busy writer.
 pub const MAX_ATTEMPTS: u32 = 10;
 
-/// What happened to one family's chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// Already as planned: nothing sent.
-    Unchanged,
-    /// Our rules were (re)written: this many added and removed.
-    Written { added: usize, removed: usize },
-    /// The family has no DOCKER-USER (e.g. dockerd without ip6tables).
-    NoChain,
+/// What a command did (or, with `--dry-run`, would do).
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub choice: Choice,
+    pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FamilyResult {
-    pub family: Family,
-    pub change: Change,
-    pub forward_jumps: bool,
-}
-
-/// Runs `step` (read the kernel, decide, maybe build a batch) until its batch commits against
-/// the generation it read, or there is nothing to send.
+/// Runs `step` (read the kernel, decide, fill the batch) until its batch commits against the
+/// generation it read, or there is nothing to send. With `dry_run` the batch is never sent.
 pub fn transact<T>(
     nl: &mut Netlink,
+    dry_run: bool,
     mut step: impl FnMut(&mut Netlink, &mut BatchBuilder) -> Result<T, Error>,
 ) -> Result<T, Error> {
     for _ in 0..MAX_ATTEMPTS {
@@ -45,11 +38,10 @@ pub fn transact<T>(
             Err(Error::Kernel(NlError::Concurrent)) => continue,
             other => other?,
         };
-        if batch.is_empty() {
+        if dry_run || batch.is_empty() {
             return Ok(outcome);
         }
-        let batch: Batch = batch.finish();
-        match nl.commit(&batch) {
+        match nl.commit(&batch.finish()) {
             Ok(()) => return Ok(outcome),
             Err(NlError::Concurrent) => continue,
             Err(e) => return Err(e.into()),
@@ -58,46 +50,94 @@ pub fn transact<T>(
     Err(Error::GaveUp(MAX_ATTEMPTS))
 }
 
-/// Puts `policy` in place in both families' DOCKER-USER.
-pub fn apply(nl: &mut Netlink, policy: &Policy) -> Result<Vec<FamilyResult>, Error> {
-    transact(nl, |nl, batch| {
-        let mut results = Vec::new();
-        for family in Family::ALL {
-            let state = ChainState::read(nl, family)?;
-            let planned = docker_user::encode(family, &plan::docker_user_rules(policy, family));
-            let change = if !state.exists() {
-                Change::NoChain
-            } else if state.matches(&planned) {
-                Change::Unchanged
-            } else {
-                docker_user::replace(batch, &state, &planned);
-                Change::Written { added: planned.len(), removed: state.ours().len() }
-            };
-            results.push(FamilyResult { family, change, forward_jumps: state.forward_jumps });
+/// Puts `policy` in place at `target`, in one batch.
+pub fn apply(nl: &mut Netlink, policy: &Policy, target: Target, dry_run: bool) -> Result<Outcome, Error> {
+    let choice = detect::choose(nl, target)?;
+    let steps = transact(nl, dry_run, |nl, batch| {
+        let mut steps = Vec::new();
+        if choice.target.uses_docker_user() {
+            steps.extend(sync_docker_user(nl, batch, policy)?);
         }
-        // The IPv4 chain is the one Docker always has; without it there is no Docker to guard.
-        if results[0].change == Change::NoChain {
-            return Err(Error::NoDockerUser { family: Family::V4 });
+        if choice.target.uses_table() {
+            let state = TableState::read(nl)?;
+            steps.push(table::sync(batch, &state, policy));
         }
-        Ok(results)
-    })
+        Ok(steps)
+    })?;
+    Ok(Outcome { choice, steps })
 }
 
-/// Deletes our rules (only ours) from both families.
-pub fn remove(nl: &mut Netlink) -> Result<Vec<FamilyResult>, Error> {
-    transact(nl, |nl, batch| {
-        let mut results = Vec::new();
-        for family in Family::ALL {
-            let state = ChainState::read(nl, family)?;
-            let removed = state.ours().len();
-            docker_user::remove(batch, &state);
-            let change = match (state.exists(), removed) {
-                (false, _) => Change::NoChain,
-                (true, 0) => Change::Unchanged,
-                (true, n) => Change::Written { added: 0, removed: n },
-            };
-            results.push(FamilyResult { family, change, forward_jumps: state.forward_jumps });
+/// Both families' DOCKER-USER; the IPv4 chain must exist (it is the one Docker always has).
+fn sync_docker_user(nl: &mut Netlink, batch: &mut BatchBuilder, policy: &Policy) -> Result<Vec<Step>, Error> {
+    let mut steps = Vec::new();
+    for family in Family::ALL {
+        let state = ChainState::read(nl, family)?;
+        if !state.exists() && family == Family::V4 {
+            return Err(Error::NoDockerUser { family });
         }
-        Ok(results)
+        let rules = plan::docker_user_rules(policy, family);
+        let planned = docker_user::encode(family, &rules);
+        let mut step = chain_step(&state);
+        if state.exists() && !state.matches(&planned) {
+            docker_user::replace(batch, &state, &planned);
+            step.change = Change::Written;
+            step.added = rules.iter().map(|r| r.to_iptables(family, CHAIN)).collect();
+            step.removed = our_lines(&state);
+        }
+        steps.push(step);
+    }
+    Ok(steps)
+}
+
+/// A step for one family's chain with nothing changed yet, and the warnings it deserves.
+fn chain_step(state: &ChainState) -> Step {
+    let family = state.family;
+    let place = format!("{} {TABLE} {CHAIN}", family.nft_name());
+    let (change, warning) = if !state.exists() {
+        (Change::Missing, Some(format!("no {place}: {} not covered (is ip6tables enabled in dockerd?)", family.nft_name())))
+    } else if !state.forward_jumps {
+        (Change::Unchanged, Some(format!("{} FORWARD does not jump to {CHAIN}: the guard is inert until dockerd adds the jump", family.nft_name())))
+    } else {
+        (Change::Unchanged, None)
+    };
+    Step { place, change, added: Vec::new(), removed: Vec::new(), warning }
+}
+
+/// Our rules in a chain as `iptables -S` lines (or a note for one changed by hand).
+fn our_lines(state: &ChainState) -> Vec<String> {
+    state
+        .ours()
+        .iter()
+        .map(|r| {
+            codec::decode(state.family, &r.exprs)
+                .map_or("(a rule of ours changed by hand)".to_string(), |rule| rule.to_iptables(state.family, CHAIN))
+        })
+        .collect()
+}
+
+/// Deletes our rules (only ours) wherever they are: both families' DOCKER-USER and our table,
+/// or only the places of `target` when it is not `auto`.
+pub fn remove(nl: &mut Netlink, target: Target) -> Result<Vec<Step>, Error> {
+    let everywhere = target == Target::Auto;
+    transact(nl, false, |nl, batch| {
+        let mut steps = Vec::new();
+        if everywhere || target.uses_docker_user() {
+            for family in Family::ALL {
+                let state = ChainState::read(nl, family)?;
+                let mut step = chain_step(&state);
+                step.warning = None;
+                if !state.ours().is_empty() {
+                    docker_user::remove(batch, &state);
+                    step.change = Change::Written;
+                    step.removed = our_lines(&state);
+                }
+                steps.push(step);
+            }
+        }
+        if everywhere || target.uses_table() {
+            let state = TableState::read(nl)?;
+            steps.push(table::remove(batch, &state));
+        }
+        Ok(steps)
     })
 }

@@ -1,10 +1,10 @@
-//! The command line: syntax only. Nothing here touches the system; `Policy` is resolved from
-//! these values and validated before any netlink message is built.
+//! The command line: syntax only. Nothing here touches the system; flags become a
+//! `PolicySpec` that is merged with the config file and validated before any netlink message.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-use crate::ipt::RejectWith;
-use crate::policy::{Policy, DEFAULT_IFACES};
+use crate::policy::PolicySpec;
+use crate::target::Target;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -12,17 +12,20 @@ use crate::policy::{Policy, DEFAULT_IFACES};
     version,
     about = "Keep Docker containers from opening connections to the outside, while published ports keep serving",
     long_about = "Keep Docker containers from opening connections to the outside, while published ports keep serving.\n\n\
-        egress-guard writes a few rules at the top of Docker's DOCKER-USER chains (IPv4 and IPv6), \
+        egress-guard puts a few rules at the top of Docker's DOCKER-USER chains (IPv4 and IPv6), \
         encoded exactly as iptables-nft would write them, in one atomic nf_tables batch. \
         Packets that enter from a container bridge, leave by another interface and belong to no \
-        connection someone else opened are rejected. Other rules in the chain are never touched.\n\n\
-        Exit codes: 0 done / in place, 1 check found drift or absence, 2 bad usage (nothing changed), \
-        3 the kernel refused (permission, no nf_tables, chain missing), 4 gave up after concurrent changes.",
-    after_help = "Examples:\n  egress-guard apply                 guard docker0 and every br-* network\n  \
-        egress-guard apply --dry-run       show the rules, change nothing\n  \
-        egress-guard status                what is in place, with counters\n  \
-        egress-guard check                 for monitoring: exit 0 only when guarded\n  \
-        egress-guard remove                delete our rules, and only ours"
+        connection someone else opened are refused. Rules it did not write are never touched.\n\n\
+        Exit codes: 0 done / in place, 1 check found drift or absence, 2 bad usage or config \
+        (nothing changed), 3 the kernel refused (permission, no nf_tables, chain missing), \
+        4 gave up after concurrent changes.",
+    after_help = "Examples:\n  \
+        egress-guard apply                                  guard docker0 and every br-* network\n  \
+        egress-guard apply --allow 198.51.100.53:53/udp     ...but let containers use this resolver\n  \
+        egress-guard apply --dry-run                        show the rules, change nothing\n  \
+        egress-guard status                                 what is in place, with counters\n  \
+        egress-guard check                                  for monitoring: exit 0 only when guarded\n  \
+        egress-guard remove                                 delete our rules, and only ours"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -33,49 +36,92 @@ pub struct Cli {
 pub enum Command {
     /// Put the guard in place, in one atomic batch (nothing is sent when it already is)
     Apply(ApplyArgs),
-    /// Delete our rules (those commented "egress-guard") from both families, in one batch
-    Remove(NetnsArg),
-    /// Show what is in place: per family, the chain, the FORWARD jump, our rules and counters
+    /// Delete our rules (those commented "egress-guard"), in one batch
+    Remove(RemoveArgs),
+    /// Show what is in place: each chain, whether packets reach it, our rules and their counters
     Status(StatusArgs),
-    /// Exit 0 when the guard is in place and reached from FORWARD, 1 otherwise (one line why)
+    /// Exit 0 when the guard is in place and reached, 1 otherwise (one line says why)
     Check(CheckArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct NetnsArg {
-    /// Work in this network namespace: a name under /run/netns, or a path such as /proc/PID/ns/net
-    /// (rootless Docker keeps its rules inside RootlessKit's namespace)
+    /// Work in this network namespace: a name under /run/netns, or a path such as
+    /// /proc/PID/ns/net (rootless Docker keeps its rules in RootlessKit's namespace)
     #[arg(long, value_name = "NAME|PATH")]
     pub netns: Option<String>,
 }
 
 #[derive(Debug, Args)]
+pub struct TargetArg {
+    /// Where the rules live: docker-user (Docker's DOCKER-USER chains), table (our own nftables
+    /// table), both, or auto (docker-user where it exists, else table)
+    #[arg(long, value_name = "TARGET", value_parser = Target::WORDS)]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct PolicyArgs {
-    /// Guard traffic entering from this bridge (repeatable; a trailing + is a wildcard, as in iptables).
-    /// Default: docker0 and br-+ (every user-defined Docker network)
+    /// Guard traffic entering from this bridge (repeatable; a trailing + is a wildcard, as in
+    /// iptables). Default: docker0 and br-+ (every user-defined Docker network)
     #[arg(long = "iface", value_name = "NAME")]
     pub ifaces: Vec<String>,
 
-    /// How refused connections are answered
-    #[arg(long, value_enum, default_value_t = RejectArg::PortUnreachable, value_name = "HOW")]
-    pub reject_with: RejectArg,
-}
+    /// Guard traffic from this source subnet to anywhere outside it, like the classic
+    /// `-s CIDR` recipe (repeatable; IPv4 or IPv6). With --iface, a rule needs both
+    #[arg(long = "subnet", value_name = "CIDR")]
+    pub subnets: Vec<String>,
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RejectArg {
-    /// ICMP port unreachable: the client's connect() fails at once with "connection refused"
-    PortUnreachable,
-    /// ICMP administratively prohibited: connect() fails with "no route to host"
-    AdminProhibited,
+    /// Let containers reach this destination: CIDR, CIDR:PORT/PROTO or [IPv6-CIDR]:PORT/PROTO
+    /// with PROTO tcp or udp (repeatable), e.g. a DNS resolver 10.0.0.53:53/udp
+    #[arg(long = "allow", value_name = "DEST")]
+    pub allow: Vec<String>,
+
+    /// How refused connections are answered: port-unreachable (connect() fails at once with
+    /// "connection refused"), admin-prohibited ("no route to host"), tcp-reset (TCP gets a
+    /// reset, the rest port-unreachable), drop (no answer: clients wait for their timeout)
+    #[arg(long, value_name = "HOW", value_parser = ["port-unreachable", "admin-prohibited", "tcp-reset", "drop"])]
+    pub reject_with: Option<String>,
+
+    /// Log blocked attempts to the kernel log first, rate-limited, with this prefix
+    /// (default "egress-guard: ")
+    #[arg(long, value_name = "PREFIX", num_args = 0..=1, require_equals = true)]
+    pub log: Option<Option<String>>,
+
+    /// At most this many log entries: RATE/UNIT, UNIT second, minute, hour or day
+    /// (default 10/minute, burst 5)
+    #[arg(long, value_name = "RATE")]
+    pub log_rate: Option<String>,
+
+    /// Log blocked attempts to this NFLOG group instead of the kernel log (for `ulogd`)
+    #[arg(long, value_name = "N")]
+    pub nflog_group: Option<String>,
+
+    /// Read settings from this TOML file (default /etc/egress-guard/config.toml when present);
+    /// flags override it key by key
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<String>,
+
+    #[command(flatten)]
+    pub target: TargetArg,
 }
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
-    /// Print the rules that would be written, as `iptables -S` lines, and change nothing
+    /// Print what would be written and deleted (as `iptables -S` lines and nft syntax) and
+    /// change nothing
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub netns: NetnsArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    #[command(flatten)]
+    pub target: TargetArg,
     #[command(flatten)]
     pub netns: NetnsArg,
 }
@@ -100,18 +146,18 @@ pub struct CheckArgs {
 }
 
 impl PolicyArgs {
-    /// The policy these flags ask for (not yet validated).
-    pub fn to_policy(&self) -> Policy {
-        let ifaces = if self.ifaces.is_empty() {
-            DEFAULT_IFACES.iter().map(|s| s.to_string()).collect()
-        } else {
-            self.ifaces.clone()
-        };
-        let reject = match self.reject_with {
-            RejectArg::PortUnreachable => RejectWith::PortUnreachable,
-            RejectArg::AdminProhibited => RejectWith::AdminProhibited,
-        };
-        Policy { ifaces, reject }
+    /// The policy words the flags give (`None` where a flag was not used).
+    pub fn spec(&self) -> PolicySpec {
+        let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        PolicySpec {
+            ifaces: list(&self.ifaces),
+            subnets: list(&self.subnets),
+            allow: list(&self.allow),
+            reject_with: self.reject_with.clone(),
+            log: self.log.clone(),
+            log_rate: self.log_rate.clone(),
+            nflog_group: self.nflog_group.clone(),
+        }
     }
 }
 
@@ -126,12 +172,15 @@ mod tests {
     }
 
     #[test]
-    fn ifaces_replace_the_default_set() {
-        let cli = Cli::try_parse_from(["egress-guard", "apply", "--iface", "br-+"]).unwrap();
+    fn flags_become_a_spec() {
+        let cli = Cli::try_parse_from(["egress-guard", "apply", "--iface", "br-+", "--log", "--allow", "10.0.0.53:53/udp"]).unwrap();
         let Command::Apply(a) = cli.command else { panic!() };
-        assert_eq!(a.policy.to_policy().ifaces, ["br-+"]);
-        let cli = Cli::try_parse_from(["egress-guard", "check"]).unwrap();
+        let spec = a.policy.spec();
+        assert_eq!(spec.ifaces, Some(vec!["br-+".to_string()]));
+        assert_eq!(spec.log, Some(None));
+        let cli = Cli::try_parse_from(["egress-guard", "check", "--log=egress: "]).unwrap();
         let Command::Check(c) = cli.command else { panic!() };
-        assert_eq!(c.policy.to_policy(), Policy::default());
+        assert_eq!(c.policy.spec().log, Some(Some("egress: ".into())));
+        assert_eq!(c.policy.spec().ifaces, None);
     }
 }

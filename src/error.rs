@@ -13,6 +13,16 @@ pub enum Error {
     /// A flag or value that cannot work; nothing was changed.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The config file has a mistake.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The config file could not be read.
+    #[error("cannot read config {path}")]
+    ConfigRead {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// `--netns` could not be entered.
     #[error(transparent)]
     Netns(#[from] NetnsError),
@@ -42,7 +52,7 @@ impl Error {
     /// Exit codes: 2 bad usage (nothing changed), 3 kernel refused, 4 gave up on concurrency.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Policy(_) | Error::Netns(NetnsError::NotFound { .. }) => 2,
+            Error::Policy(_) | Error::Config(_) | Error::ConfigRead { .. } | Error::Netns(NetnsError::NotFound { .. }) => 2,
             Error::Netns(_) | Error::Permission | Error::NoNfTables | Error::NoDockerUser { .. } | Error::Kernel(_) => 3,
             Error::GaveUp(_) => 4,
         }

@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod cli;
 pub mod cmd;
+pub mod config;
 pub mod error;
 pub mod ipt;
 pub mod netns;

@@ -1,6 +1,6 @@
-//! What is in place, read from the kernel: per family, whether DOCKER-USER exists and is
-//! reached from FORWARD, our rules as `iptables -S` lines with their counters, how many
-//! foreign rules share the chain, and a verdict. `check` is this report's exit status.
+//! What is in place, read from the kernel: for each place (a family's DOCKER-USER, our table),
+//! whether it exists and is reached, our rules with their counters, how many foreign rules share
+//! it, and a verdict. `check` is this report's exit status.
 
 use std::fmt::Write;
 
@@ -9,11 +9,12 @@ use crate::nft::expr::Expr;
 use crate::nft::rule::NftRule;
 use crate::plan;
 use crate::policy::Policy;
-use crate::target::docker_user::{self, ChainState, CHAIN};
+use crate::target::detect::Choice;
+use crate::target::docker_user::{self, ChainState, CHAIN, TABLE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// Our rules are exactly the plan and FORWARD reaches them.
+    /// Our rules are exactly the plan and packets reach them.
     InPlace,
     /// Something of ours is there but differs from the plan, or is not reached.
     Drifted,
@@ -34,17 +35,21 @@ impl Verdict {
 /// One of our rules as found in the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OurRule {
-    /// `iptables -S` form, or `None` when the rule was changed into something we don't write.
+    /// As an admin reads it (`iptables -S` or nft syntax); `None` when changed into a shape we
+    /// don't write.
     pub line: Option<String>,
-    /// Packets the rule matched, i.e. rejected.
+    /// Packets the rule matched (for a reject: rejected).
     pub packets: u64,
 }
 
+/// One place rules can live.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FamilyStatus {
-    pub family: Family,
-    pub chain_exists: bool,
-    pub forward_jumps: bool,
+pub struct PlaceStatus {
+    /// "ip filter DOCKER-USER", "inet egress_guard".
+    pub place: String,
+    pub exists: bool,
+    /// Whether packets get there (FORWARD jumps to DOCKER-USER; our base chain is hooked).
+    pub reached: bool,
     pub ours: Vec<OurRule>,
     pub foreign: usize,
     pub verdict: Verdict,
@@ -52,14 +57,9 @@ pub struct FamilyStatus {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    pub families: Vec<FamilyStatus>,
-}
-
-impl FamilyStatus {
-    /// Compares one family's chain with the plan (pure: the state was read by the caller).
-    pub fn judge(state: &ChainState, policy: &Policy) -> FamilyStatus {
+impl PlaceStatus {
+    /// Compares one family's DOCKER-USER with the plan (pure: the state was read by the caller).
+    pub fn docker_user(state: &ChainState, policy: &Policy) -> PlaceStatus {
         let family = state.family;
         let planned = docker_user::encode(family, &plan::docker_user_rules(policy, family));
         let ours: Vec<OurRule> = state
@@ -71,8 +71,8 @@ impl FamilyStatus {
             })
             .collect();
         let (verdict, reason) = if !state.exists() {
-            (Verdict::Absent, Some(format!("{} filter {CHAIN} does not exist", family.nft_name())))
-        } else if ours.is_empty() {
+            (Verdict::Absent, Some("the chain does not exist".to_string()))
+        } else if ours.is_empty() && !planned.is_empty() {
             (Verdict::Absent, Some("no egress-guard rules".to_string()))
         } else if !state.matches(&planned) {
             (Verdict::Drifted, Some(drift(state, &planned)))
@@ -81,10 +81,10 @@ impl FamilyStatus {
         } else {
             (Verdict::InPlace, None)
         };
-        FamilyStatus {
-            family,
-            chain_exists: state.exists(),
-            forward_jumps: state.forward_jumps,
+        PlaceStatus {
+            place: format!("{} {TABLE} {CHAIN}", family.nft_name()),
+            exists: state.exists(),
+            reached: state.forward_jumps,
             foreign: state.foreign_count(),
             ours,
             verdict,
@@ -105,58 +105,76 @@ fn drift(state: &ChainState, planned: &[NftRule]) -> String {
     }
 }
 
+/// The whole picture: the chosen target and every place that matters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub choice: Choice,
+    /// Places that must hold the guard for the chosen target.
+    pub required: Vec<PlaceStatus>,
+    /// Places that exist besides (e.g. ip6 DOCKER-USER, or our table from an earlier `both`).
+    pub optional: Vec<PlaceStatus>,
+}
+
 impl Report {
-    pub fn new(states: &[ChainState], policy: &Policy) -> Report {
-        Report { families: states.iter().map(|s| FamilyStatus::judge(s, policy)).collect() }
+    /// Builds the docker-user part of a report from both families' chains.
+    pub fn docker_user_places(states: &[ChainState], policy: &Policy) -> (Vec<PlaceStatus>, Vec<PlaceStatus>) {
+        let mut required = Vec::new();
+        let mut optional = Vec::new();
+        for s in states {
+            let place = PlaceStatus::docker_user(s, policy);
+            // Docker always has the IPv4 chain; the IPv6 one only with ip6tables enabled.
+            if s.family == Family::V4 {
+                required.push(place);
+            } else {
+                optional.push(place);
+            }
+        }
+        (required, optional)
     }
 
-    /// In place when every family that has DOCKER-USER is in place, and IPv4 has it.
+    /// Everything that counts: required places, and optional ones that exist.
+    fn considered(&self) -> impl Iterator<Item = &PlaceStatus> {
+        self.required.iter().chain(self.optional.iter().filter(|p| p.exists))
+    }
+
     pub fn verdict(&self) -> Verdict {
-        let present: Vec<&FamilyStatus> = self.families.iter().filter(|f| f.chain_exists).collect();
-        let v4_missing = self.families.iter().any(|f| f.family == Family::V4 && !f.chain_exists);
-        if v4_missing || present.iter().all(|f| f.verdict == Verdict::Absent) {
-            Verdict::Absent
-        } else if present.iter().all(|f| f.verdict == Verdict::InPlace) {
+        let verdicts: Vec<Verdict> = self.considered().map(|p| p.verdict).collect();
+        if verdicts.iter().all(|v| *v == Verdict::InPlace) {
             Verdict::InPlace
+        } else if verdicts.iter().all(|v| *v == Verdict::Absent) {
+            Verdict::Absent
         } else {
             Verdict::Drifted
         }
     }
 
-    /// One line for `check`: the verdict and the first reason.
+    /// One line for `check`: the verdict and the first reason, or what is guarded.
     pub fn summary(&self) -> String {
-        let why = self
-            .families
-            .iter()
-            .filter(|f| f.chain_exists || f.family == Family::V4)
-            .find_map(|f| f.reason.as_ref().map(|r| format!("{}: {r}", f.family.nft_name())));
-        match why {
-            Some(why) if self.verdict() != Verdict::InPlace => format!("{}: {why}", self.verdict().word()),
-            _ => format!("{}: {}", self.verdict().word(), self.coverage()),
+        let verdict = self.verdict();
+        if verdict != Verdict::InPlace {
+            if let Some(p) = self.considered().find(|p| p.verdict != Verdict::InPlace) {
+                return format!("{}: {}: {}", verdict.word(), p.place, p.reason.as_deref().unwrap_or("differs"));
+            }
         }
-    }
-
-    fn coverage(&self) -> String {
-        let covered: Vec<&str> =
-            self.families.iter().filter(|f| f.verdict == Verdict::InPlace).map(|f| f.family.nft_name()).collect();
-        format!("guarding {}", covered.join(" and "))
+        let places: Vec<&str> = self.considered().map(|p| p.place.as_str()).collect();
+        format!("{}: guarding {}", verdict.word(), places.join(" and "))
     }
 
     pub fn human(&self) -> String {
-        let mut s = format!("egress-guard {} (target docker-user)\n", self.verdict().word());
-        for f in &self.families {
-            let _ = write!(s, "\n{} filter {CHAIN}: ", f.family.nft_name());
-            if !f.chain_exists {
-                let _ = writeln!(s, "missing ({} not covered)", f.family.nft_name());
+        let mut s = format!("egress-guard {} (target {}: {})\n", self.verdict().word(), self.choice.target.word(), self.choice.why);
+        for p in self.required.iter().chain(&self.optional) {
+            let _ = write!(s, "\n{}: ", p.place);
+            if !p.exists {
+                let _ = writeln!(s, "missing (not covered)");
                 continue;
             }
-            let jump = if f.forward_jumps { "reached from FORWARD" } else { "NOT reached from FORWARD (inert)" };
-            let _ = writeln!(s, "{}, {jump}, {} foreign rule(s)", f.verdict.word(), f.foreign);
-            for r in &f.ours {
-                let line = r.line.as_deref().unwrap_or("(one of our rules, changed by hand)");
-                let _ = writeln!(s, "  {line}\n    rejected {} packet(s)", r.packets);
+            let reach = if p.reached { "reached" } else { "NOT reached (inert)" };
+            let _ = writeln!(s, "{}, {reach}, {} foreign rule(s)", p.verdict.word(), p.foreign);
+            for r in &p.ours {
+                let line = r.line.as_deref().unwrap_or("(a rule of ours changed by hand)");
+                let _ = writeln!(s, "  {line}\n    matched {} packet(s)", r.packets);
             }
-            if let Some(reason) = &f.reason {
+            if let Some(reason) = &p.reason {
                 let _ = writeln!(s, "  note: {reason}");
             }
         }
@@ -164,35 +182,37 @@ impl Report {
     }
 
     pub fn json(&self) -> String {
-        let families: Vec<String> = self.families.iter().map(family_json).collect();
+        let places: Vec<String> = self.required.iter().chain(&self.optional).map(place_json).collect();
         format!(
-            "{{\"target\":\"docker-user\",\"verdict\":{},\"families\":[{}]}}",
+            "{{\"target\":{},\"why\":{},\"verdict\":{},\"places\":[{}]}}",
+            json_str(self.choice.target.word()),
+            json_str(&self.choice.why),
             json_str(self.verdict().word()),
-            families.join(",")
+            places.join(",")
         )
     }
 }
 
-fn family_json(f: &FamilyStatus) -> String {
-    let rules: Vec<String> = f
+fn place_json(p: &PlaceStatus) -> String {
+    let rules: Vec<String> = p
         .ours
         .iter()
         .map(|r| format!("{{\"rule\":{},\"packets\":{}}}", r.line.as_deref().map_or("null".into(), json_str), r.packets))
         .collect();
     format!(
-        "{{\"family\":{},\"chain_exists\":{},\"forward_jumps\":{},\"verdict\":{},\"reason\":{},\"foreign_rules\":{},\"rules\":[{}]}}",
-        json_str(f.family.nft_name()),
-        f.chain_exists,
-        f.forward_jumps,
-        json_str(f.verdict.word()),
-        f.reason.as_deref().map_or("null".into(), json_str),
-        f.foreign,
+        "{{\"place\":{},\"exists\":{},\"reached\":{},\"verdict\":{},\"reason\":{},\"foreign_rules\":{},\"rules\":[{}]}}",
+        json_str(&p.place),
+        p.exists,
+        p.reached,
+        json_str(p.verdict.word()),
+        p.reason.as_deref().map_or("null".into(), json_str),
+        p.foreign,
         rules.join(",")
     )
 }
 
 /// A JSON string literal (the few escapes our text can need).
-fn json_str(s: &str) -> String {
+pub fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -211,6 +231,7 @@ fn json_str(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target::Target;
 
     fn planned_state(family: Family, forward_jumps: bool, keep: usize) -> ChainState {
         let mut rules: Vec<NftRule> = docker_user::encode(family, &plan::docker_user_rules(&Policy::default(), family));
@@ -218,25 +239,28 @@ mod tests {
         ChainState { family, rules: Some(rules), forward_jumps }
     }
 
+    fn report(states: Vec<ChainState>) -> Report {
+        let (required, optional) = Report::docker_user_places(&states, &Policy::default());
+        Report { choice: Choice { target: Target::DockerUser, why: "test".into() }, required, optional }
+    }
+
     #[test]
     fn verdicts() {
-        let p = Policy::default();
-        let v = |states: Vec<ChainState>| Report::new(&states, &p).verdict();
+        let v = |states: Vec<ChainState>| report(states).verdict();
         let missing = |family| ChainState { family, rules: None, forward_jumps: false };
         assert_eq!(v(vec![planned_state(Family::V4, true, 2), planned_state(Family::V6, true, 2)]), Verdict::InPlace);
         assert_eq!(v(vec![planned_state(Family::V4, true, 2), missing(Family::V6)]), Verdict::InPlace);
         assert_eq!(v(vec![planned_state(Family::V4, true, 1), planned_state(Family::V6, true, 2)]), Verdict::Drifted);
         assert_eq!(v(vec![planned_state(Family::V4, false, 2), planned_state(Family::V6, true, 2)]), Verdict::Drifted);
         assert_eq!(v(vec![planned_state(Family::V4, true, 0), planned_state(Family::V6, true, 0)]), Verdict::Absent);
-        assert_eq!(v(vec![missing(Family::V4), planned_state(Family::V6, true, 2)]), Verdict::Absent);
+        assert_eq!(v(vec![missing(Family::V4), planned_state(Family::V6, true, 2)]), Verdict::Drifted);
     }
 
     #[test]
     fn json_escapes_and_nulls() {
         assert_eq!(json_str("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
-        let report = Report::new(&[planned_state(Family::V4, false, 2)], &Policy::default());
-        let json = report.json();
-        assert!(json.starts_with("{\"target\":\"docker-user\",\"verdict\":\"drifted\""), "{json}");
-        assert!(json.contains("\"forward_jumps\":false"), "{json}");
+        let json = report(vec![planned_state(Family::V4, false, 2)]).json();
+        assert!(json.starts_with("{\"target\":\"docker-user\",\"why\":\"test\",\"verdict\":\"drifted\""), "{json}");
+        assert!(json.contains("\"reached\":false"), "{json}");
     }
 }

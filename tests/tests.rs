@@ -3,3 +3,6 @@
 mod harness;
 
 mod baseline;
+mod iptables_compat;
+mod guard_traffic;
+mod status_check;

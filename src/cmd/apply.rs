@@ -1,35 +1,37 @@
-//! `egress-guard apply`: validate, then one transaction; `--dry-run` only prints the plan.
+//! `egress-guard apply`: validate, then one transaction; `--dry-run` reads and prints the plan.
 
-use crate::apply::{self, Change};
+use crate::apply;
 use crate::cli::ApplyArgs;
 use crate::error::Error;
-use crate::ipt::Family;
-use crate::plan;
-use crate::target::docker_user::CHAIN;
+use crate::target::Change;
 
 pub fn run(args: ApplyArgs) -> Result<i32, Error> {
-    let policy = args.policy.to_policy();
-    policy.validate()?;
-    if args.dry_run {
-        for family in Family::ALL {
-            println!("# {} filter {CHAIN} ({} -S {CHAIN})", family.nft_name(), family.iptables());
-            for rule in plan::docker_user_rules(&policy, family) {
-                println!("{}", rule.to_iptables(family, CHAIN));
+    let (policy, target) = super::resolve(&args.policy)?;
+    let mut nl = super::connect(&args.netns)?;
+    let outcome = apply::apply(&mut nl, &policy, target, args.dry_run)?;
+    let verb = if args.dry_run { "would" } else { "did" };
+    println!("target {}: {}", outcome.choice.target.word(), outcome.choice.why);
+    for step in &outcome.steps {
+        match step.change {
+            Change::Unchanged => println!("{}: already in place", step.place),
+            Change::Missing => {}
+            Change::Written => {
+                println!("{}: {verb} write {} rule(s), delete {} old one(s)", step.place, step.added.len(), step.removed.len());
+                for line in &step.added {
+                    println!("  + {line}");
+                }
+                for line in &step.removed {
+                    println!("  - {line}");
+                }
             }
         }
-        return Ok(0);
+        if let Some(w) = &step.warning {
+            eprintln!("egress-guard: warning: {w}");
+        }
     }
-    let mut nl = super::connect(&args.netns)?;
-    for r in apply::apply(&mut nl, &policy)? {
-        let name = r.family.nft_name();
-        match r.change {
-            Change::Unchanged => println!("{name}: already in place"),
-            Change::Written { added, removed } => println!("{name}: wrote {added} rule(s), removed {removed} old one(s)"),
-            Change::NoChain => println!("{name}: no {name} filter {CHAIN}, not covered (is ip6tables enabled in dockerd?)"),
-        }
-        if r.change != Change::NoChain && !r.forward_jumps {
-            eprintln!("egress-guard: warning: {name} FORWARD does not jump to {CHAIN}; the guard is inert until dockerd adds the jump");
-        }
+    if args.dry_run {
+        println!("(dry run: nothing was changed)");
     }
     Ok(0)
 }
+

@@ -1,17 +1,20 @@
 //! `egress-guard remove`: delete our rules, and nothing else, in one batch.
 
-use crate::apply::{self, Change};
-use crate::cli::NetnsArg;
+use crate::apply;
+use crate::cli::RemoveArgs;
 use crate::error::Error;
+use crate::policy::PolicyError;
+use crate::target::{Change, Target};
 
-pub fn run(args: NetnsArg) -> Result<i32, Error> {
-    let mut nl = super::connect(&args)?;
-    for r in apply::remove(&mut nl)? {
-        let name = r.family.nft_name();
-        match r.change {
-            Change::Written { removed, .. } => println!("{name}: removed {removed} rule(s)"),
-            Change::Unchanged => println!("{name}: nothing of ours to remove"),
-            Change::NoChain => println!("{name}: no DOCKER-USER chain"),
+pub fn run(args: RemoveArgs) -> Result<i32, Error> {
+    let word = args.target.target.as_deref().unwrap_or("auto");
+    let target = Target::parse(word).ok_or_else(|| PolicyError(format!("target {word:?}: unknown")))?;
+    let mut nl = super::connect(&args.netns)?;
+    for step in apply::remove(&mut nl, target)? {
+        match step.change {
+            Change::Written => println!("{}: removed {} rule(s)", step.place, step.removed.len()),
+            Change::Unchanged => println!("{}: nothing of ours", step.place),
+            Change::Missing => {}
         }
     }
     Ok(0)

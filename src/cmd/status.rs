@@ -4,10 +4,9 @@ use crate::cli::StatusArgs;
 use crate::error::Error;
 
 pub fn run(args: StatusArgs) -> Result<i32, Error> {
-    let policy = args.policy.to_policy();
-    policy.validate()?;
+    let (policy, target) = super::resolve(&args.policy)?;
     let mut nl = super::connect(&args.netns)?;
-    let report = super::check::read_report(&mut nl, &policy)?;
+    let report = super::check::read_report(&mut nl, &policy, target)?;
     if args.json {
         println!("{}", report.json());
     } else {

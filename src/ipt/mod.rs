@@ -3,6 +3,7 @@
 //! iptables-nft would write, and back.
 
 pub mod codec;
+mod nft_text;
 
 use ipnet::IpNet;
 use std::fmt::Write;

@@ -47,6 +47,13 @@ pub fn getchain(seq: u32, family: u8, table: &str, chain: &str) -> Vec<u8> {
     })
 }
 
+/// A request for one table: answered by NEWTABLE, or ENOENT.
+pub fn gettable(seq: u32, family: u8, table: &str) -> Vec<u8> {
+    build(nft_type(NFT_MSG_GETTABLE), NLM_F_REQUEST, seq, family, 0, |w| {
+        w.put_strz(NFTA_TABLE_NAME, table);
+    })
+}
+
 /// A dump request for the rules of one chain: the kernel filters by table and chain, so we
 /// never read more of the ruleset than the chains we need.
 pub fn getrule_dump(seq: u32, family: u8, table: &str, chain: &str) -> Vec<u8> {

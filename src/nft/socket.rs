@@ -96,16 +96,28 @@ impl Netlink {
     /// Whether a chain exists.
     pub fn chain_exists(&mut self, family: u8, table: &str, chain: &str) -> Result<bool, NlError> {
         let seq = self.take_seq();
-        self.send(&msg::getchain(seq, family, table, chain))?;
         let what = format!("GETCHAIN {} {table} {chain}", family_name(family));
+        self.exists(msg::getchain(seq, family, table, chain), seq, &what)
+    }
+
+    /// Whether a table exists.
+    pub fn table_exists(&mut self, family: u8, table: &str) -> Result<bool, NlError> {
+        let seq = self.take_seq();
+        let what = format!("GETTABLE {} {table}", family_name(family));
+        self.exists(msg::gettable(seq, family, table), seq, &what)
+    }
+
+    /// Sends a GET for one object: a reply means it exists, ENOENT that it does not.
+    fn exists(&mut self, request: Vec<u8>, seq: u32, what: &str) -> Result<bool, NlError> {
+        self.send(&request)?;
         loop {
-            let n = self.recv(false, &what)?.unwrap_or(0);
+            let n = self.recv(false, what)?.unwrap_or(0);
             for reply in msg::parse(&self.buf[..n])? {
                 match (reply.seq == seq, reply.ty) {
                     (false, _) => continue,
                     (true, NLMSG_ERROR) => match reply.error()?.0 {
                         e if e == Errno::ENOENT as i32 => return Ok(false),
-                        e => return Err(kernel_error(&what, e)),
+                        e => return Err(kernel_error(what, e)),
                     },
                     (true, _) => return Ok(true),
                 }

@@ -40,6 +40,8 @@ pub const NFT_MSG_GETGEN: u16 = 16;
 
 pub const NFTA_GEN_ID: u16 = 1;
 
+pub const NFTA_TABLE_NAME: u16 = 1;
+
 pub const NFTA_CHAIN_TABLE: u16 = 1;
 pub const NFTA_CHAIN_NAME: u16 = 3;
 

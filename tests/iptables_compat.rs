@@ -1,0 +1,157 @@
+//! Our rules against iptables-nft's own: the same commands typed into `iptables` in a sibling
+//! namespace must leave the kernel holding the same expressions and info blobs, and every
+//! iptables view (`-S`, `-L -v`, `iptables-save`, dockerd's `-n -L DOCKER-USER`) must read them.
+
+use std::process::{Command, Output};
+
+use egress_guard::ipt::Family;
+use egress_guard::nft::socket::Netlink;
+use egress_guard::target::docker_user::{CHAIN, TABLE};
+
+use crate::harness::{require_kernel, Netns};
+
+/// The default rules, as an admin would type them (`-I` in the order they end up).
+const DEFAULT_RULES: [&str; 2] = [
+    "-i docker0 ! -o docker0 -m conntrack ! --ctstate RELATED,ESTABLISHED -m comment --comment egress-guard -j REJECT",
+    "-i br-+ ! -o br-+ -m conntrack ! --ctstate RELATED,ESTABLISHED -m comment --comment egress-guard -j REJECT",
+];
+
+fn iptables(family: Family) -> &'static str {
+    family.iptables()
+}
+
+/// Runs the binary under test against `ns`.
+pub fn egress_guard(ns: &Netns, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_egress-guard"))
+        .args(args)
+        .args(["--netns", ns.name()])
+        .output()
+        .expect("run egress-guard")
+}
+
+/// Like `egress_guard`, but the command must succeed.
+pub fn egress_guard_ok(ns: &Netns, args: &[&str]) -> String {
+    let out = egress_guard(ns, args);
+    assert!(out.status.success(), "egress-guard {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `iptables -N DOCKER-USER` and the FORWARD jump dockerd adds, in both families.
+pub fn docker_user_namespace(role: &str) -> Netns {
+    let ns = Netns::new(role);
+    for family in Family::ALL {
+        ns.run(&[iptables(family), "-N", CHAIN]);
+        ns.run(&[iptables(family), "-A", "FORWARD", "-j", CHAIN]);
+    }
+    ns
+}
+
+/// The kernel's own dump of DOCKER-USER, read raw: expressions with xt info blobs, handles dropped.
+fn kernel_dump(ns: &Netns, family: Family) -> Vec<Vec<egress_guard::nft::expr::Expr>> {
+    let rules = ns.enter(|| Netlink::open().and_then(|mut nl| nl.dump_rules(family.nfproto(), TABLE, CHAIN)));
+    rules.expect("dump DOCKER-USER").expect("DOCKER-USER exists").iter().map(|r| r.shape()).collect()
+}
+
+/// `nft --debug=netlink` of the chain, without the handle numbers that differ by history.
+fn nft_netlink(ns: &Netns, family: Family) -> String {
+    let text = ns.run(&["nft", "--debug=netlink", "list", "chain", family.nft_name(), TABLE, CHAIN]);
+    text.lines()
+        .map(|l| if l.starts_with(family.nft_name()) { l.split_whitespace().take(3).collect::<Vec<_>>().join(" ") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What iptables prints, in each of the ways admins and dockerd read it.
+fn iptables_views(ns: &Netns, family: Family) -> Vec<String> {
+    let ipt = iptables(family);
+    let save = format!("{ipt}-save");
+    let saved = ns.run(&[&save, "-t", "filter"]);
+    vec![
+        ns.run(&[ipt, "-S"]),
+        ns.run(&[ipt, "-L", "-v", "-n"]),
+        ns.run(&[ipt, "-t", "filter", "-n", "-L", CHAIN]),
+        saved.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n"),
+    ]
+}
+
+#[test]
+fn default_rules_equal_what_iptables_writes() {
+    require_kernel!();
+    let ours = docker_user_namespace("ours");
+    let theirs = docker_user_namespace("iptables");
+    egress_guard_ok(&ours, &["apply"]);
+    for family in Family::ALL {
+        for (i, rule) in DEFAULT_RULES.iter().enumerate() {
+            let pos = (i + 1).to_string();
+            let mut args = vec![iptables(family), "-I", CHAIN, &pos];
+            args.extend(rule.split_whitespace());
+            theirs.run(&args);
+        }
+        let dump = kernel_dump(&ours, family);
+        assert_eq!(dump.len(), 2, "{family:?}");
+        assert_eq!(dump, kernel_dump(&theirs, family), "{family:?}: kernel dumps differ");
+        assert_eq!(nft_netlink(&ours, family), nft_netlink(&theirs, family), "{family:?}");
+        assert_eq!(iptables_views(&ours, family), iptables_views(&theirs, family), "{family:?}");
+    }
+    // And iptables recognises them as the rules it would write (`-C` finds an identical rule).
+    for rule in DEFAULT_RULES {
+        let mut args = vec!["iptables", "-C", CHAIN];
+        args.extend(rule.split_whitespace());
+        ours.run(&args);
+    }
+}
+
+#[test]
+fn foreign_rules_survive_apply_reapply_and_remove_in_order() {
+    require_kernel!();
+    let ns = docker_user_namespace("foreign");
+    ns.run(&["iptables", "-A", CHAIN, "-s", "198.51.100.7/32", "-j", "ACCEPT"]);
+    egress_guard_ok(&ns, &["apply"]);
+    ns.run(&["iptables", "-A", CHAIN, "-j", "RETURN"]);
+    let foreign = |s: &str| s.lines().filter(|l| !l.contains("egress-guard")).map(String::from).collect::<Vec<_>>();
+    let before = ns.run(&["iptables", "-S", CHAIN]);
+    assert_eq!(
+        foreign(&before),
+        ["-N DOCKER-USER", "-A DOCKER-USER -s 198.51.100.7/32 -j ACCEPT", "-A DOCKER-USER -j RETURN"]
+    );
+    // Our rules went to the top, before the foreign rule that was there.
+    assert!(before.lines().nth(1).unwrap().contains("egress-guard"), "{before}");
+
+    // Re-apply sends nothing: the chain stays byte for byte the same, handles included.
+    let handles = ns.run(&["nft", "-a", "list", "chain", "ip", TABLE, CHAIN]);
+    let out = egress_guard_ok(&ns, &["apply"]);
+    assert!(out.contains("ip filter DOCKER-USER: already in place"), "{out}");
+    assert_eq!(ns.run(&["nft", "-a", "list", "chain", "ip", TABLE, CHAIN]), handles);
+
+    // A changed policy rewrites ours in place: a foreign rule inserted above them stays above.
+    ns.run(&["iptables", "-I", CHAIN, "-s", "203.0.113.9/32", "-j", "ACCEPT"]);
+    egress_guard_ok(&ns, &["apply", "--iface", "docker0"]);
+    let lines: Vec<String> = ns.run(&["iptables", "-S", CHAIN]).lines().map(String::from).collect();
+    assert_eq!(lines[1], "-A DOCKER-USER -s 203.0.113.9/32 -j ACCEPT");
+    assert!(lines[2].contains("-i docker0") && lines[2].contains("egress-guard"), "{lines:?}");
+    assert_eq!(lines[3], "-A DOCKER-USER -s 198.51.100.7/32 -j ACCEPT");
+    assert_eq!(lines.len(), 5, "{lines:?}");
+
+    egress_guard_ok(&ns, &["remove"]);
+    assert_eq!(
+        ns.run(&["iptables", "-S", CHAIN]).lines().collect::<Vec<_>>(),
+        [
+            "-N DOCKER-USER",
+            "-A DOCKER-USER -s 203.0.113.9/32 -j ACCEPT",
+            "-A DOCKER-USER -s 198.51.100.7/32 -j ACCEPT",
+            "-A DOCKER-USER -j RETURN"
+        ]
+    );
+}
+
+#[test]
+fn a_rule_of_ours_changed_by_hand_is_replaced() {
+    require_kernel!();
+    let ns = docker_user_namespace("handmade");
+    // An admin's own variant, tagged like ours: it is ours to manage.
+    ns.run(&["iptables", "-I", CHAIN, "-i", "docker0", "-m", "comment", "--comment", "egress-guard", "-j", "DROP"]);
+    egress_guard_ok(&ns, &["apply"]);
+    let rules = ns.run(&["iptables", "-S", CHAIN]);
+    assert!(!rules.contains("-j DROP"), "{rules}");
+    assert_eq!(rules.matches("egress-guard").count(), 2, "{rules}");
+}

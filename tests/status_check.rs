@@ -1,0 +1,101 @@
+//! `status` and `check` read the kernel and judge it: in place, absent, a rule deleted by
+//! hand, no FORWARD jump; and failures exit with the documented codes and a hint.
+
+use std::process::Command;
+
+use crate::harness::require_kernel;
+use crate::iptables_compat::{docker_user_namespace, egress_guard, egress_guard_ok};
+use crate::harness::Netns;
+
+/// `check`'s exit code and its one line.
+fn check(ns: &Netns) -> (i32, String) {
+    let out = egress_guard(ns, &["check"]);
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(line.lines().count(), 1, "check prints one line: {line}");
+    (out.status.code().unwrap(), line)
+}
+
+#[test]
+fn verdicts_follow_the_kernel() {
+    require_kernel!();
+    let ns = docker_user_namespace("verdicts");
+    assert_eq!(check(&ns), (1, "absent: ip filter DOCKER-USER: no egress-guard rules".into()));
+
+    egress_guard_ok(&ns, &["apply"]);
+    assert_eq!(check(&ns), (0, "in place: guarding ip filter DOCKER-USER and ip6 filter DOCKER-USER".into()));
+    let status = egress_guard_ok(&ns, &["status"]);
+    assert!(status.starts_with("egress-guard in place"), "{status}");
+    assert!(status.contains("ip filter DOCKER-USER: in place, reached, 0 foreign rule(s)"), "{status}");
+
+    // One rule deleted by hand.
+    ns.run(&["ip6tables", "-D", "DOCKER-USER", "1"]);
+    assert_eq!(check(&ns), (1, "drifted: ip6 filter DOCKER-USER: 1 of 2 rules differ from the policy".into()));
+    egress_guard_ok(&ns, &["apply"]);
+    assert_eq!(check(&ns).0, 0);
+
+    // No FORWARD jump: the rules are there but inert.
+    ns.run(&["iptables", "-D", "FORWARD", "-j", "DOCKER-USER"]);
+    let (code, line) = check(&ns);
+    assert_eq!((code, line.as_str()), (1, "drifted: ip filter DOCKER-USER: FORWARD does not jump to DOCKER-USER: the guard is inert"));
+    let json = egress_guard_ok(&ns, &["status", "--json"]);
+    assert!(json.contains("{\"place\":\"ip filter DOCKER-USER\",\"exists\":true,\"reached\":false,\"verdict\":\"drifted\""), "{json}");
+
+    // A different policy is drift too: check compares with the options it is given.
+    ns.run(&["iptables", "-A", "FORWARD", "-j", "DOCKER-USER"]);
+    let out = egress_guard(&ns, &["check", "--iface", "docker0"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn missing_chain_is_exit_3_with_a_hint_and_changes_nothing() {
+    require_kernel!();
+    let ns = Netns::new("nochain");
+    let out = egress_guard(&ns, &["apply", "--target", "docker-user"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("egress-guard: ip filter DOCKER-USER does not exist: start dockerd"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(ns.run(&["nft", "list", "ruleset"]), "");
+}
+
+#[test]
+fn only_ipv4_docker_user_covers_ipv4_and_says_so() {
+    require_kernel!();
+    let ns = Netns::new("v4only");
+    ns.run(&["iptables", "-N", "DOCKER-USER"]);
+    ns.run(&["iptables", "-A", "FORWARD", "-j", "DOCKER-USER"]);
+    let out = egress_guard(&ns, &["apply"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: no ip6 filter DOCKER-USER: ip6 not covered"), "{err}");
+    let status = egress_guard_ok(&ns, &["status"]);
+    assert!(status.contains("ip6 filter DOCKER-USER: missing (not covered)"), "{status}");
+    assert_eq!(check(&ns), (0, "in place: guarding ip filter DOCKER-USER".into()));
+}
+
+#[test]
+fn without_cap_net_admin_it_is_exit_3_naming_the_capability() {
+    require_kernel!();
+    let ns = docker_user_namespace("noperm");
+    // Inside the namespace already, as an unprivileged user with no capabilities.
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args([env!("CARGO_BIN_EXE_egress-guard"), "apply"])
+        .output()
+        .expect("run setpriv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("CAP_NET_ADMIN"), "{err}");
+    assert!(!ns.run(&["iptables", "-S"]).contains("egress-guard"));
+}
+
+#[test]
+fn unknown_namespace_is_a_usage_error() {
+    require_kernel!();
+    let out = Command::new(env!("CARGO_BIN_EXE_egress-guard"))
+        .args(["status", "--netns", "eg-no-such-namespace"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ip netns list"));
+}

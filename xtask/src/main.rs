@@ -76,20 +76,35 @@ fn test(args: &[String]) -> TaskResult {
 /// CI: `.ci/run` calls this and nothing else, so a developer can reproduce CI exactly.
 fn ci() -> TaskResult {
     if prereq::cargo_has("fmt") {
-        run(cargo(&["fmt", "--all", "--check"]))?;
+        check(
+            cargo(&["fmt", "--all", "--check"]),
+            "cargo fmt --all --check",
+        )?;
     }
     if prereq::cargo_has("clippy") {
-        run(cargo(&[
+        let clippy = cargo(&[
             "clippy",
             "--workspace",
             "--all-targets",
             "--",
             "-D",
             "warnings",
-        ]))?;
+        ]);
+        check(clippy, "cargo clippy")?;
     }
     run(cargo(&["build", "--workspace", "--all-targets"]))?;
     test(&[])
+}
+
+/// Runs a style/lint check: a failure stops CI only under [`STRICT_CHECKS`].
+fn check(command: Command, name: &str) -> TaskResult {
+    match run(command) {
+        Err(None) if !STRICT_CHECKS => {
+            eprintln!("xtask: {name} found problems (advisory: STRICT_CHECKS is off in xtask)");
+            Ok(())
+        }
+        result => result,
+    }
 }
 
 fn bench() -> TaskResult {

@@ -40,10 +40,9 @@ pub fn kernel_tests_enabled() -> bool {
         panic!("{test}: {FORCE_VAR}=1 but {why}");
     }
     // Straight to the stderr handle: libtest captures `eprintln!`, and a skip must be visible.
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipped {test}: {why} (run `cargo xtask test` as root to run it)"
-    );
+    // One write, so parallel tests don't interleave mid-line.
+    let line = format!("skipped {test}: {why} (run `cargo xtask test` as root to run it)\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
     false
 }
 

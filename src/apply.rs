@@ -11,7 +11,7 @@ use crate::policy::Policy;
 use crate::target::detect::{self, Choice};
 use crate::target::docker_user::{self, ChainState, CHAIN, TABLE};
 use crate::target::table::{self, TableState};
-use crate::target::{Change, Step, Target};
+use crate::target::{Change, RuleText, Step, Target};
 
 /// Attempts before exit 4. Each failed attempt means someone else committed in the few
 /// hundred microseconds between our read and our write; ten in a row means a busy writer.
@@ -81,7 +81,10 @@ fn sync_docker_user(nl: &mut Netlink, batch: &mut BatchBuilder, policy: &Policy)
         if state.exists() && !state.matches(&planned) {
             docker_user::replace(batch, &state, &planned);
             step.change = Change::Written;
-            step.added = rules.iter().map(|r| r.to_iptables(family, CHAIN)).collect();
+            step.added = rules
+                .iter()
+                .map(|r| RuleText { iptables: Some(r.to_iptables(family, CHAIN)), nft: r.to_nft(family, TABLE, CHAIN) })
+                .collect();
             step.removed = our_lines(&state);
         }
         steps.push(step);

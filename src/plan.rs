@@ -132,7 +132,7 @@ mod tests {
             lines(&p, Family::V4),
             [
                 "-A DOCKER-USER -d 198.51.100.53/32 -i docker0 ! -o docker0 -p udp -m udp --dport 53 -m comment --comment egress-guard -j RETURN",
-                "-A DOCKER-USER -i docker0 ! -o docker0 -m conntrack ! --ctstate RELATED,ESTABLISHED -m limit --limit 10/min --limit-burst 5 -m comment --comment egress-guard -j LOG --log-prefix \"egress: \"",
+                "-A DOCKER-USER -i docker0 ! -o docker0 -m conntrack ! --ctstate RELATED,ESTABLISHED -m limit --limit 10/min -m comment --comment egress-guard -j LOG --log-prefix \"egress: \"",
                 "-A DOCKER-USER -i docker0 ! -o docker0 -p tcp -m conntrack ! --ctstate RELATED,ESTABLISHED -m comment --comment egress-guard -j REJECT --reject-with tcp-reset",
                 "-A DOCKER-USER -i docker0 ! -o docker0 -m conntrack ! --ctstate RELATED,ESTABLISHED -m comment --comment egress-guard -j REJECT --reject-with icmp-port-unreachable",
             ]

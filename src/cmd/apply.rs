@@ -17,8 +17,11 @@ pub fn run(args: ApplyArgs) -> Result<i32, Error> {
             Change::Missing => {}
             Change::Written => {
                 println!("{}: {verb} write {} rule(s), delete {} old one(s)", step.place, step.added.len(), step.removed.len());
-                for line in &step.added {
-                    println!("  + {line}");
+                for rule in &step.added {
+                    match &rule.iptables {
+                        Some(line) => println!("  + {line}\n      nft: {}", rule.nft),
+                        None => println!("  + {}", rule.nft),
+                    }
                 }
                 for line in &step.removed {
                     println!("  - {line}");

@@ -97,6 +97,11 @@ pub struct Limit {
     pub burst: u32,
 }
 
+impl Limit {
+    /// `XT_LIMIT_BURST`: what `--limit-burst` defaults to, and iptables then does not print.
+    pub const DEFAULT_BURST: u32 = 5;
+}
+
 /// The `--reject-with` choices we offer, named for what the client sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectWith {
@@ -209,7 +214,11 @@ impl IptRule {
             let _ = write!(s, " -m conntrack {}--ctstate {}", neg(ct.invert), Conntrack::state_names(ct.states));
         }
         if let Some(l) = &self.limit {
-            let _ = write!(s, " -m limit --limit {}/{} --limit-burst {}", l.rate, unit_name(l.unit), l.burst);
+            let _ = write!(s, " -m limit --limit {}/{}", l.rate, unit_name(l.unit));
+            // iptables leaves out the burst when it is libxt_limit's default.
+            if l.burst != Limit::DEFAULT_BURST {
+                let _ = write!(s, " --limit-burst {}", l.burst);
+            }
         }
         if let Some(c) = &self.comment {
             let _ = write!(s, " -m comment --comment {}", quote(c));

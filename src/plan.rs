@@ -5,6 +5,8 @@
 //! allow-list tests conntrack state, so replies to connections others opened (published ports)
 //! are never logged or refused.
 
+use ipnet::IpNet;
+
 use crate::ipt::{Action, AddrMatch, Family, IfaceMatch, IptRule, Proto, RejectWith};
 use crate::nft::xt::Conntrack;
 use crate::policy::{Allow, LogSink, Policy, Reject};
@@ -62,7 +64,19 @@ pub fn docker_user_rules(policy: &Policy, family: Family) -> Vec<IptRule> {
 }
 
 fn selector_rules(policy: &Policy, sel: &Selector, allow: &[Allow]) -> Vec<IptRule> {
-    let mut rules: Vec<IptRule> = allow.iter().map(|a| allow_rule(sel, a)).collect();
+    let mut rules: Vec<IptRule> = Vec::new();
+    if let (None, Some(subnet)) = (&sel.iface, sel.subnet) {
+        // Without a bridge match nothing tells same-bridge frames (in FORWARD with br_netfilter)
+        // from routed ones; multicast such as IPv6 neighbour discovery (ff02::1:ff…) is
+        // never routed out, and blocking it breaks IPv6 between containers. Let it pass.
+        let multicast = match subnet {
+            IpNet::V4(_) => "224.0.0.0/4",
+            IpNet::V6(_) => "ff00::/8",
+        };
+        let net = multicast.parse().expect("a valid multicast prefix");
+        rules.push(IptRule { dst: Some(AddrMatch { net, negate: false }), ..sel.rule(Action::Return) });
+    }
+    rules.extend(allow.iter().map(|a| allow_rule(sel, a)));
     if let Some(log) = &policy.log {
         let action = match &log.sink {
             LogSink::Kernel { prefix } => Action::Log { prefix: prefix.clone() },
@@ -147,7 +161,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             lines(&p, Family::V4),
-            ["-A DOCKER-USER -s 172.17.0.0/16 ! -d 172.17.0.0/16 -m conntrack ! --ctstate RELATED,ESTABLISHED -m comment --comment egress-guard -j DROP"]
+            [
+                "-A DOCKER-USER -s 172.17.0.0/16 -d 224.0.0.0/4 -m comment --comment egress-guard -j RETURN",
+                "-A DOCKER-USER -s 172.17.0.0/16 ! -d 172.17.0.0/16 -m conntrack ! --ctstate RELATED,ESTABLISHED -m comment --comment egress-guard -j DROP"
+            ]
         );
         assert!(lines(&p, Family::V6).is_empty(), "no IPv6 subnet: IPv6 not guarded");
     }

@@ -6,3 +6,4 @@ mod baseline;
 mod iptables_compat;
 mod guard_traffic;
 mod status_check;
+mod policy_options;

@@ -7,3 +7,4 @@ mod iptables_compat;
 mod guard_traffic;
 mod status_check;
 mod policy_options;
+mod bad_input;

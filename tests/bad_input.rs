@@ -1,0 +1,102 @@
+//! Bad input is harmless: every mistake, in flags or in the config file, exits 2 with one line
+//! that names the bad value, and the namespace's ruleset is byte for byte what it was.
+
+use std::process::Command;
+
+use crate::harness::{require_kernel, Netns};
+use crate::iptables_compat::{docker_user_namespace, egress_guard_ok};
+
+/// (flags, what the one line must mention)
+const BAD_FLAGS: &[(&[&str], &str)] = &[
+    (&["--iface", ""], "empty interface name"),
+    (&["--iface", "a+b"], "wildcard at the end"),
+    (&["--iface", "sixteen-bytes-xx"], "longer than 15 bytes"),
+    (&["--iface", "br 0"], "cannot hold spaces"),
+    (&["--iface", "docker0", "--iface", "docker0"], "--iface docker0 is given twice"),
+    (&["--subnet", "172.17.0.0/12"], "the network is 172.16.0.0/12"),
+    (&["--subnet", "10.0.0.1"], "needs a prefix length"),
+    (&["--subnet", "bogus"], "not an IPv4 or IPv6 CIDR"),
+    (&["--subnet", "0.0.0.0/0"], "matches every address"),
+    (&["--subnet", "172.17.0.0/16", "--subnet", "172.17.0.0/16"], "172.17.0.0/16 is given twice"),
+    (&["--allow", "198.51.100.53:53"], "give the protocol too"),
+    (&["--allow", "198.51.100.53:0/udp"], "from 1 to 65535"),
+    (&["--allow", "198.51.100.53:70000/udp"], "from 1 to 65535"),
+    (&["--allow", "198.51.100.53:53/icmp"], "must be tcp or udp"),
+    (&["--allow", "[2001:db8::1:53/udp"], "missing ']'"),
+    (&["--allow", "198.51.100.9/24"], "the network is 198.51.100.0/24"),
+    (&["--subnet", "172.17.0.0/16", "--allow", "2001:db8::53"], "no IPv6 --subnet is guarded"),
+    (&["--reject-with", "reset"], "invalid value 'reset'"),
+    (&["--log", "--log-rate", "5/fortnight"], "expected RATE/UNIT"),
+    (&["--log-rate", "5/minute"], "--log-rate needs --log"),
+    (&["--nflog-group", "70000"], "from 0 to 65535"),
+    (&["--log="], "the prefix is empty"),
+    (&["--log=a-prefix-that-is-far-too-long-for-LOG"], "longer than 29 bytes"),
+    (&["--target", "sideways"], "invalid value 'sideways'"),
+    (&["--netns", "eg-no-such-namespace"], "ip netns list"),
+    (&["--config", "/nonexistent/egress-guard.toml"], "cannot read config /nonexistent/egress-guard.toml"),
+];
+
+/// (config file text, what the one line must mention)
+const BAD_CONFIGS: &[(&str, &str)] = &[
+    ("ifac = [\"docker0\"]", ":1: unknown key \"ifac\""),
+    ("nflog_group = \"5\"", ":1: key \"nflog_group\" must be an integer"),
+    ("iface = \"docker0\"", ":1: key \"iface\" must be an array of strings"),
+    ("# subnets\nsubnet = [\"172.17.0.0/12\"]", "the network is 172.16.0.0/12"),
+    ("allow = [\"198.51.100.53:53/udp\"", ":1: key \"allow\": array is never closed"),
+    ("[policy]\niface = [\"docker0\"]", ":1: tables are not used here"),
+    ("reject_with = \"sometimes\"", "--reject-with \"sometimes\": unknown"),
+    ("log = 3", ":1: key \"log\" must be true, false or a prefix string"),
+    ("target = \"sideways\"", "target \"sideways\": unknown"),
+];
+
+/// Runs `apply ARGS --netns NS` and checks: exit 2, one stderr line mentioning `needle`.
+fn assert_refused(ns: &Netns, args: &[&str], needle: &str) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_egress-guard"));
+    command.arg("apply").args(args);
+    if !args.contains(&"--netns") {
+        command.args(["--netns", ns.name()]);
+    }
+    let out = command.output().expect("run egress-guard");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
+    assert!(err.starts_with("egress-guard: "), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: {err:?} does not mention {needle:?}");
+}
+
+#[test]
+fn bad_flags_and_configs_exit_2_and_change_nothing() {
+    require_kernel!();
+    let ns = docker_user_namespace("badinput");
+    egress_guard_ok(&ns, &["apply"]);
+    let before = ns.run(&["nft", "--handle", "list", "ruleset"]);
+    assert!(BAD_FLAGS.len() + BAD_CONFIGS.len() >= 25);
+    for (args, needle) in BAD_FLAGS {
+        assert_refused(&ns, args, needle);
+    }
+    let dir = std::env::temp_dir().join(format!("eg-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, (text, needle)) in BAD_CONFIGS.iter().enumerate() {
+        let path = dir.join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        assert_refused(&ns, &["--config", path.to_str().unwrap()], needle);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(ns.run(&["nft", "--handle", "list", "ruleset"]), before, "a refused command changed the ruleset");
+}
+
+#[test]
+fn config_file_sets_the_policy_and_flags_override_it() {
+    require_kernel!();
+    let ns = docker_user_namespace("config");
+    let path = std::env::temp_dir().join(format!("eg-config-ok-{}.toml", std::process::id()));
+    std::fs::write(&path, "iface = [\"docker0\"]\nreject_with = \"drop\"\n").unwrap();
+    let config = path.to_str().unwrap();
+    egress_guard_ok(&ns, &["apply", "--config", config]);
+    let rules = ns.run(&["iptables", "-S", "DOCKER-USER"]);
+    assert!(rules.contains("-i docker0") && !rules.contains("br-+") && rules.contains("-j DROP"), "{rules}");
+    egress_guard_ok(&ns, &["apply", "--config", config, "--reject-with", "admin-prohibited"]);
+    let rules = ns.run(&["iptables", "-S", "DOCKER-USER"]);
+    assert!(rules.contains("-i docker0") && rules.contains("icmp-admin-prohibited"), "{rules}");
+    std::fs::remove_file(&path).unwrap();
+}

@@ -8,3 +8,4 @@ mod guard_traffic;
 mod status_check;
 mod policy_options;
 mod bad_input;
+mod atomic_switch;

@@ -12,8 +12,22 @@
 //!
 //! Nothing here touches the root namespace: every namespace is created by the test that uses it,
 //! no link leads out of them, and all of them are deleted when the fixture is dropped (also when
-//! the test panics). Start with [`DockerHost::new`], probe with [`Netns::tcp`] and friends or with
-//! a table of [`Expect`]s, and gate each kernel test with [`require_kernel!`].
+//! the test panics; a killed run's leftovers are swept by the next run). Start with
+//! [`DockerHost::new`], probe with [`Netns::tcp`] and friends or with a table of [`Expect`]s,
+//! and gate each kernel test with [`require_kernel!`]:
+//!
+//! ```ignore
+//! #[test]
+//! fn guard_blocks_egress_but_not_the_published_port() {
+//!     harness::require_kernel!();
+//!     let dh = DockerHost::new();
+//!     assert!(dh.egress_guard("apply", &[]).status.success());
+//!     expect_all(&[
+//!         Expect::closed(&dh.c1, Probe::tcp((INTERNET_V4, SERVICE_PORT))),
+//!         Expect::open(&dh.internet, Probe::tcp((HOST_V4, PUBLISHED_PORT))),
+//!     ]);
+//! }
+//! ```
 
 // Tests written later use parts of the harness that today's tests don't.
 #![allow(dead_code, unused_imports)]
@@ -25,6 +39,7 @@ mod echo;
 mod expect;
 mod flood;
 mod netns;
+mod nft_backend;
 mod probe;
 mod selftest;
 mod skip;

@@ -39,7 +39,6 @@ mod echo;
 mod expect;
 mod flood;
 mod netns;
-mod nft_backend;
 mod probe;
 mod selftest;
 mod skip;

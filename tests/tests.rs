@@ -9,3 +9,4 @@ mod status_check;
 mod policy_options;
 mod bad_input;
 mod atomic_switch;
+mod table_target;

@@ -8,6 +8,7 @@ use super::addrs::*;
 use super::dockerd_rules::{self, Bridge, DockerUser, Family, BRIDGES, BR_EG1, DOCKER0};
 use super::echo::EchoServers;
 use super::netns::{next_group, Netns};
+use super::nft_backend;
 
 /// A container: its namespace role, the network it is on, its addresses.
 struct Container {
@@ -67,6 +68,7 @@ pub struct DockerHostBuilder {
     docker_user: DockerUser,
     docker_user_v6: Option<DockerUser>,
     bridge_netfilter: bool,
+    nftables_backend: bool,
 }
 
 impl DockerHost {
@@ -80,6 +82,7 @@ impl DockerHost {
             docker_user: DockerUser::Empty,
             docker_user_v6: None,
             bridge_netfilter: true,
+            nftables_backend: false,
         }
     }
 
@@ -125,6 +128,15 @@ impl DockerHostBuilder {
         }
     }
 
+    /// Docker 29's nftables backend instead of iptables: `ip`/`ip6 docker-bridges` tables and
+    /// no DOCKER-USER anywhere (see `nft_backend`).
+    pub fn nftables_backend(self) -> DockerHostBuilder {
+        DockerHostBuilder {
+            nftables_backend: true,
+            ..self
+        }
+    }
+
     pub fn build(self) -> DockerHost {
         let group = next_group();
         // Each Netns is a drop guard: a panic below still deletes the ones made so far.
@@ -154,6 +166,9 @@ impl DockerHostBuilder {
         let bridged = if self.bridge_netfilter { "1" } else { "0" };
         host.sysctl("net.bridge.bridge-nf-call-iptables", bridged);
         host.sysctl("net.bridge.bridge-nf-call-ip6tables", bridged);
+        if self.nftables_backend {
+            return nft_backend::apply(host);
+        }
         dockerd_rules::apply(host, Family::V4, self.docker_user);
         dockerd_rules::apply(
             host,

@@ -39,6 +39,7 @@ mod echo;
 mod expect;
 mod flood;
 mod netns;
+mod nft_backend;
 mod probe;
 mod selftest;
 mod skip;

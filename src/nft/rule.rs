@@ -27,6 +27,17 @@ pub struct NftRule {
     pub exprs: Vec<Expr>,
     /// Written, never dumped back by the kernel.
     pub compat: Option<Compat>,
+    /// `NFTA_RULE_USERDATA`: where nft keeps a rule's comment (see [`comment_udata`]).
+    pub userdata: Option<Vec<u8>>,
+}
+
+/// A comment as nft stores it in rule, table or chain userdata: one TLV of type 0
+/// (`NFTNL_UDATA_*_COMMENT`) whose length counts the trailing NUL.
+pub fn comment_udata(comment: &str) -> Vec<u8> {
+    let mut tlv = vec![0, comment.len() as u8 + 1];
+    tlv.extend_from_slice(comment.as_bytes());
+    tlv.push(0);
+    tlv
 }
 
 /// Where a new rule goes.
@@ -58,6 +69,9 @@ impl NftRule {
                     w.put_be32(NFTA_RULE_COMPAT_PROTO, c.proto).put_be32(NFTA_RULE_COMPAT_FLAGS, c.flags);
                 });
             }
+            if let Some(udata) = &self.userdata {
+                w.put_bytes(NFTA_RULE_USERDATA, udata);
+            }
         })
     }
 
@@ -87,6 +101,7 @@ impl NftRule {
             handle: None,
             exprs: Vec::new(),
             compat: None,
+            userdata: None,
         };
         for attr in reply.attrs() {
             let attr = attr?;
@@ -94,6 +109,7 @@ impl NftRule {
                 NFTA_RULE_TABLE => rule.table = attr.string()?,
                 NFTA_RULE_CHAIN => rule.chain = attr.string()?,
                 NFTA_RULE_HANDLE => rule.handle = Some(attr.be64()?),
+                NFTA_RULE_USERDATA => rule.userdata = Some(attr.payload.to_vec()),
                 NFTA_RULE_EXPRESSIONS => {
                     for elem in attr.nested() {
                         rule.exprs.push(Expr::decode(&elem?)?);
@@ -125,5 +141,31 @@ impl NftRule {
                 _ => None,
             })
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comment_is_userdata_as_nft_writes_it() {
+        // nft 1.0.6, `… comment "egress-guard"` in an inet table: the NEWRULE ends in
+        // 13 00 07 00 | 00 0d "egress-guard\0" | 1 byte padding
+        let rule = NftRule {
+            family: NFPROTO_INET,
+            table: "egress_guard".into(),
+            chain: "forward".into(),
+            handle: None,
+            exprs: Vec::new(),
+            compat: None,
+            userdata: Some(comment_udata("egress-guard")),
+        };
+        let msg = rule.new_msg(7, Position::End);
+        let mut tail = vec![0x13, 0, 0x07, 0, 0, 0x0d];
+        tail.extend_from_slice(b"egress-guard\0\0");
+        assert!(msg.ends_with(&tail), "{msg:02x?}");
+        let replies = crate::nft::msg::parse(&msg).unwrap();
+        assert_eq!(NftRule::decode(&replies[0]).unwrap().userdata, rule.userdata);
     }
 }

@@ -127,3 +127,78 @@ pub const NFTA_MATCH_INFO: u16 = 3;
 pub const NFTA_TARGET_NAME: u16 = 1;
 pub const NFTA_TARGET_REV: u16 = 2;
 pub const NFTA_TARGET_INFO: u16 = 3;
+
+// The `table` target: tables, base chains, sets and the native expressions it uses.
+pub const NFT_MSG_NEWSET: u16 = 9;
+pub const NFT_MSG_GETSET: u16 = 10;
+pub const NFT_MSG_DELSET: u16 = 11;
+pub const NFT_MSG_NEWSETELEM: u16 = 12;
+pub const NFT_MSG_GETSETELEM: u16 = 13;
+pub const NFT_MSG_DELSETELEM: u16 = 14;
+
+pub const NFTA_TABLE_FLAGS: u16 = 2;
+pub const NFTA_TABLE_USERDATA: u16 = 6;
+
+pub const NFTA_CHAIN_HOOK: u16 = 4;
+pub const NFTA_CHAIN_POLICY: u16 = 5;
+pub const NFTA_CHAIN_TYPE: u16 = 7;
+pub const NFTA_HOOK_HOOKNUM: u16 = 1;
+pub const NFTA_HOOK_PRIORITY: u16 = 2;
+pub const NF_INET_LOCAL_IN: u32 = 1;
+pub const NF_INET_FORWARD: u32 = 2;
+/// `NF_IP_PRI_FILTER`: what nft calls priority `filter`.
+pub const NF_IP_PRI_FILTER: i32 = 0;
+
+pub const NFTA_SET_TABLE: u16 = 1;
+pub const NFTA_SET_NAME: u16 = 2;
+pub const NFTA_SET_FLAGS: u16 = 3;
+pub const NFTA_SET_KEY_TYPE: u16 = 4;
+pub const NFTA_SET_KEY_LEN: u16 = 5;
+pub const NFTA_SET_DESC: u16 = 9;
+pub const NFTA_SET_ID: u16 = 10;
+pub const NFTA_SET_USERDATA: u16 = 13;
+pub const NFTA_SET_DESC_CONCAT: u16 = 2;
+pub const NFTA_SET_FIELD_LEN: u16 = 1;
+pub const NFT_SET_INTERVAL: u32 = 0x4;
+pub const NFT_SET_CONCAT: u32 = 0x80;
+
+pub const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+pub const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+pub const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+pub const NFTA_SET_ELEM_KEY: u16 = 1;
+pub const NFTA_SET_ELEM_FLAGS: u16 = 3;
+pub const NFTA_SET_ELEM_KEY_END: u16 = 10;
+/// An element that closes an interval (rbtree sets: the first address past the range).
+pub const NFT_SET_ELEM_INTERVAL_END: u32 = 0x1;
+
+pub const NFTA_CT_DREG: u16 = 1;
+pub const NFTA_CT_KEY: u16 = 2;
+pub const NFTA_CT_DIRECTION: u16 = 3;
+pub const NFTA_CT_SREG: u16 = 4;
+pub const NFT_CT_STATE: u32 = 0;
+/// `NF_CT_STATE_BIT(IP_CT_ESTABLISHED)` and `NF_CT_STATE_BIT(IP_CT_RELATED)`.
+pub const NF_CT_STATE_ESTABLISHED_BIT: u32 = 1 << 1;
+pub const NF_CT_STATE_RELATED_BIT: u32 = 1 << 2;
+
+pub const NFTA_REJECT_TYPE: u16 = 1;
+pub const NFTA_REJECT_ICMP_CODE: u16 = 2;
+pub const NFT_REJECT_TCP_RST: u32 = 1;
+pub const NFT_REJECT_ICMPX_UNREACH: u32 = 2;
+pub const NFT_REJECT_ICMPX_PORT_UNREACH: u8 = 1;
+pub const NFT_REJECT_ICMPX_ADMIN_PROHIBITED: u8 = 3;
+
+pub const NFTA_LOOKUP_SET: u16 = 1;
+pub const NFTA_LOOKUP_SREG: u16 = 2;
+pub const NFTA_LOOKUP_DREG: u16 = 3;
+pub const NFTA_LOOKUP_FLAGS: u16 = 5;
+pub const NFT_LOOKUP_F_INV: u32 = 1;
+
+pub const NFTA_LOG_LEVEL: u16 = 5;
+/// syslog `LOG_WARNING`: what nft and iptables' LOG use when no level is given.
+pub const NFT_LOGLEVEL_WARNING: u32 = 4;
+
+pub const NFT_META_NFPROTO: u32 = 15;
+pub const NFT_CMP_LTE: u32 = 3;
+pub const NFT_CMP_GTE: u32 = 5;
+/// The first 32-bit register; `NFT_REG_1`…`NFT_REG_4` are the same space in 16-byte units.
+pub const NFT_REG32_00: u32 = 8;

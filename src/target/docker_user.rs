@@ -81,6 +81,7 @@ pub fn encode(family: Family, rules: &[IptRule]) -> Vec<NftRule> {
                 handle: None,
                 exprs,
                 compat: Some(compat),
+                userdata: None,
             }
         })
         .collect()

@@ -99,3 +99,17 @@ fn unknown_namespace_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ip netns list"));
 }
+
+#[test]
+fn netns_also_takes_a_proc_path() {
+    require_kernel!();
+    let ns = docker_user_namespace("procpath");
+    // A process living in the namespace, as rootless Docker's RootlessKit would.
+    let mut holder = ns.command("sleep").arg("30").spawn().expect("start sleep");
+    let path = format!("/proc/{}/ns/net", holder.id());
+    let out = Command::new(env!("CARGO_BIN_EXE_egress-guard")).args(["apply", "--netns", &path]).output().unwrap();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ns.run(&["iptables", "-S", "DOCKER-USER"]).matches("egress-guard").count(), 2);
+}

@@ -10,3 +10,4 @@ mod policy_options;
 mod bad_input;
 mod atomic_switch;
 mod table_target;
+mod concurrency;

@@ -1,6 +1,7 @@
 //! `status` and `check` read the kernel and judge it: in place, absent, a rule deleted by
 //! hand, no FORWARD jump; and failures exit with the documented codes and a hint.
 
+use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use crate::harness::require_kernel;
@@ -107,6 +108,14 @@ fn netns_also_takes_a_proc_path() {
     // A process living in the namespace, as rootless Docker's RootlessKit would.
     let mut holder = ns.command("sleep").arg("30").spawn().expect("start sleep");
     let path = format!("/proc/{}/ns/net", holder.id());
+    // `ip netns exec` enters the namespace after it starts: until then the path would lead to
+    // the root namespace, which a test must never write to.
+    let wanted = std::fs::metadata(ns.path()).expect("netns file").ino();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::fs::metadata(&path).ok().map(|m| m.ino()) != Some(wanted) {
+        assert!(std::time::Instant::now() < deadline, "{path} never entered {ns}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_egress-guard")).args(["apply", "--netns", &path]).output().unwrap();
     let _ = holder.kill();
     let _ = holder.wait();

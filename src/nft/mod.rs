@@ -3,9 +3,12 @@
 //! written as small encoder/decoder pairs, plus the socket that carries them.
 
 pub mod attr;
+pub mod chain;
 pub mod expr;
 pub mod msg;
 pub mod rule;
+pub mod rustables_bridge;
+pub mod set;
 pub mod socket;
 pub mod sys;
 pub mod xt;

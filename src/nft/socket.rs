@@ -12,7 +12,7 @@ use nix::sys::socket::{
 };
 use nix::sys::time::TimeVal;
 
-use super::msg::{self, nft_type, Batch};
+use super::msg::{self, nft_type, Batch, Reply};
 use super::rule::NftRule;
 use super::sys::*;
 use super::NlError;
@@ -21,6 +21,30 @@ use super::NlError;
 const RECV_BUF: usize = 256 * 1024;
 /// A netlink request is answered synchronously; this only guards against a kernel bug hanging us.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The kernel refuses a datagram larger than the socket's send buffer (EMSGSIZE); batches up
+/// to this size fit the default one (`wmem_default`, 208 KiB), larger ones make us grow it.
+const DEFAULT_SNDBUF: usize = 200 * 1024;
+
+/// A message from a GET or dump answer, kept after the receive buffer is reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedReply {
+    pub ty: u16,
+    pub flags: u16,
+    pub seq: u32,
+    pub family: u8,
+    pub body: Vec<u8>,
+}
+
+impl OwnedReply {
+    fn new(reply: &Reply<'_>) -> Self {
+        OwnedReply { ty: reply.ty, flags: reply.flags, seq: reply.seq, family: reply.family, body: reply.body.to_vec() }
+    }
+
+    /// A view the decoders take.
+    pub fn reply(&self) -> Reply<'_> {
+        Reply { ty: self.ty, flags: self.flags, seq: self.seq, family: self.family, body: &self.body }
+    }
+}
 
 pub struct Netlink {
     fd: OwnedFd,
@@ -157,6 +181,40 @@ impl Netlink {
         }
     }
 
+    /// Sends the GET request `make` builds (a dump when it carries NLM_F_DUMP) and collects the
+    /// objects it answers with; `None` when the kernel says ENOENT (no such table, chain or set).
+    pub fn get(&mut self, what: &str, make: impl FnOnce(u32) -> Vec<u8>) -> Result<Option<Vec<OwnedReply>>, NlError> {
+        let seq = self.take_seq();
+        self.send(&make(seq))?;
+        let mut objects = Vec::new();
+        loop {
+            let n = self.recv(false, what)?.unwrap_or(0);
+            let buf = self.buf[..n].to_vec();
+            for reply in msg::parse(&buf)? {
+                if reply.seq != seq {
+                    continue;
+                }
+                if reply.flags & NLM_F_DUMP_INTR != 0 {
+                    self.drain_dump(seq)?;
+                    return Err(NlError::Concurrent);
+                }
+                match reply.ty {
+                    NLMSG_DONE => return Ok(Some(objects)),
+                    NLMSG_ERROR => match reply.error()?.0 {
+                        0 => continue,
+                        e if e == Errno::ENOENT as i32 => return Ok(None),
+                        e => return Err(kernel_error(what, e)),
+                    },
+                    _ => objects.push(OwnedReply::new(&reply)),
+                }
+                // A plain GET is answered by one message; only a dump ends with NLMSG_DONE.
+                if reply.flags & NLM_F_MULTI == 0 {
+                    return Ok(Some(objects));
+                }
+            }
+        }
+    }
+
     /// Reads and discards the rest of an interrupted dump so the socket can be reused.
     fn drain_dump(&mut self, seq: u32) -> Result<(), NlError> {
         loop {
@@ -174,6 +232,7 @@ impl Netlink {
     /// NLM_F_ACK, so success is one ACK per message; failure is an error naming the message.
     pub fn commit(&mut self, batch: &Batch) -> Result<(), NlError> {
         self.seq = batch.end_seq.wrapping_add(1);
+        self.fit_send_buffer(batch.bytes.len())?;
         self.send(&batch.bytes)?;
         let mut waiting: BTreeSet<u32> = batch.msgs.iter().map(|(seq, _)| *seq).collect();
         let mut errors: Vec<(u32, i32)> = Vec::new();
@@ -200,6 +259,21 @@ impl Netlink {
                 Err(kernel_error(what, errno))
             }
         }
+    }
+
+    /// Grows the send buffer so one datagram holds the whole batch (a batch must be one
+    /// sendmsg: the kernel only treats messages in one datagram as a transaction). As root we
+    /// may exceed `wmem_max` (SO_SNDBUFFORCE, what nft does too); otherwise we ask for what we
+    /// may have and let the kernel say EMSGSIZE if it is not enough.
+    fn fit_send_buffer(&self, len: usize) -> Result<(), NlError> {
+        if len <= DEFAULT_SNDBUF {
+            return Ok(());
+        }
+        // The kernel doubles the value for its bookkeeping and needs a little headroom.
+        let want = len + 4096;
+        setsockopt(&self.fd, sockopt::SndBufForce, &want)
+            .or_else(|_| setsockopt(&self.fd, sockopt::SndBuf, &want))
+            .map_err(|errno| NlError::Io { op: "setsockopt", errno })
     }
 }
 

@@ -7,7 +7,7 @@ use crate::nft::msg::BatchBuilder;
 use crate::nft::socket::Netlink;
 use crate::nft::NlError;
 use crate::plan;
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyError};
 use crate::target::detect::{self, Choice};
 use crate::target::docker_user::{self, ChainState, CHAIN, TABLE};
 use crate::target::table::{self, TableState};
@@ -53,6 +53,14 @@ pub fn transact<T>(
 /// Puts `policy` in place at `target`, in one batch.
 pub fn apply(nl: &mut Netlink, policy: &Policy, target: Target, dry_run: bool) -> Result<Outcome, Error> {
     let choice = detect::choose(nl, target)?;
+    if policy.block_host && !choice.target.uses_table() {
+        let why = format!(
+            "--block-host needs the table target, and the target is {} ({}): add --target table or --target both",
+            choice.target.word(),
+            choice.why
+        );
+        return Err(PolicyError(why).into());
+    }
     let steps = transact(nl, dry_run, |nl, batch| {
         let mut steps = Vec::new();
         if choice.target.uses_docker_user() {
@@ -60,7 +68,7 @@ pub fn apply(nl: &mut Netlink, policy: &Policy, target: Target, dry_run: bool) -
         }
         if choice.target.uses_table() {
             let state = TableState::read(nl)?;
-            steps.push(table::sync(batch, &state, policy));
+            steps.push(table::sync(batch, &state, policy)?);
         }
         Ok(steps)
     })?;
@@ -139,7 +147,7 @@ pub fn remove(nl: &mut Netlink, target: Target) -> Result<Vec<Step>, Error> {
         }
         if everywhere || target.uses_table() {
             let state = TableState::read(nl)?;
-            steps.push(table::remove(batch, &state));
+            steps.push(table::remove(batch, &state)?);
         }
         Ok(steps)
     })

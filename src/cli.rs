@@ -97,6 +97,11 @@ pub struct PolicyArgs {
     #[arg(long, value_name = "N")]
     pub nflog_group: Option<String>,
 
+    /// Also refuse new connections from containers to the host itself (except to --allow
+    /// destinations); needs the table target (--target table or both)
+    #[arg(long)]
+    pub block_host: bool,
+
     /// Read settings from this TOML file (default /etc/egress-guard/config.toml when present);
     /// flags override it key by key
     #[arg(long, value_name = "PATH")]
@@ -157,6 +162,7 @@ impl PolicyArgs {
             log: self.log.clone(),
             log_rate: self.log_rate.clone(),
             nflog_group: self.nflog_group.clone(),
+            block_host: self.block_host.then_some(true),
         }
     }
 }

@@ -42,7 +42,7 @@ impl Value {
     }
 }
 
-const KEYS: &str = "iface, subnet, allow, reject_with, log, log_rate, nflog_group, target";
+const KEYS: &str = "iface, subnet, allow, reject_with, log, log_rate, nflog_group, block_host, target";
 
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
     let mut config = Config::default();
@@ -167,6 +167,8 @@ fn set(config: &mut Config, key: &str, value: Value) -> Result<(), String> {
         ("log", v) => return wrong("true, false or a prefix string", &v),
         ("nflog_group", Value::Int(n)) => p.nflog_group = Some(n.to_string()),
         ("nflog_group", v) => return wrong("an integer", &v),
+        ("block_host", Value::Bool(b)) => p.block_host = Some(b),
+        ("block_host", v) => return wrong("true or false", &v),
         (other, _) => return Err(format!("unknown key {other:?} (keys: {KEYS})")),
     }
     Ok(())
@@ -190,6 +192,7 @@ reject_with = "tcp-reset"
 log = "egress # blocked: "
 log_rate = "5/minute"
 nflog_group = 7
+block_host = true
 target = "docker-user"
 "#;
         let c = parse("config.toml", text).unwrap();
@@ -198,6 +201,7 @@ target = "docker-user"
         assert_eq!(c.policy.log, Some(Some("egress # blocked: ".into())));
         assert_eq!(c.policy.nflog_group.as_deref(), Some("7"));
         assert_eq!(c.target.as_deref(), Some("docker-user"));
+        assert_eq!(c.policy.block_host, Some(true));
     }
 
     #[test]
@@ -205,7 +209,7 @@ target = "docker-user"
         let e = |text: &str| parse("/etc/egress-guard/config.toml", text).unwrap_err().to_string();
         assert_eq!(
             e("\nifac = [\"docker0\"]"),
-            "/etc/egress-guard/config.toml:2: unknown key \"ifac\" (keys: iface, subnet, allow, reject_with, log, log_rate, nflog_group, target)"
+            "/etc/egress-guard/config.toml:2: unknown key \"ifac\" (keys: iface, subnet, allow, reject_with, log, log_rate, nflog_group, block_host, target)"
         );
         assert_eq!(e("nflog_group = \"5\""), "/etc/egress-guard/config.toml:1: key \"nflog_group\" must be an integer, not a string");
         assert_eq!(e("iface = \"docker0\""), "/etc/egress-guard/config.toml:1: key \"iface\" must be an array of strings, not a string");

@@ -83,6 +83,9 @@ pub struct Policy {
     pub allow: Vec<Allow>,
     pub reject: Reject,
     pub log: Option<Logging>,
+    /// Also refuse new connections from the containers to the host itself (INPUT), except to
+    /// allowed destinations. Table target only.
+    pub block_host: bool,
 }
 
 impl Default for Policy {
@@ -93,6 +96,7 @@ impl Default for Policy {
             allow: Vec::new(),
             reject: Reject::With(RejectWith::PortUnreachable),
             log: None,
+            block_host: false,
         }
     }
 }
@@ -136,6 +140,7 @@ pub struct PolicySpec {
     pub log: Option<Option<String>>,
     pub log_rate: Option<String>,
     pub nflog_group: Option<String>,
+    pub block_host: Option<bool>,
 }
 
 impl PolicySpec {
@@ -149,6 +154,7 @@ impl PolicySpec {
             log: self.log.or(base.log),
             log_rate: self.log_rate.or(base.log_rate),
             nflog_group: self.nflog_group.or(base.nflog_group),
+            block_host: self.block_host.or(base.block_host),
         }
     }
 
@@ -181,7 +187,7 @@ impl PolicySpec {
             })?,
         };
         let log = self.logging()?;
-        Ok(Policy { ifaces, subnets, allow, reject, log })
+        Ok(Policy { ifaces, subnets, allow, reject, log, block_host: self.block_host.unwrap_or(false) })
     }
 
     fn logging(&self) -> Result<Option<Logging>, PolicyError> {

@@ -27,11 +27,12 @@ pub fn read_report(nl: &mut Netlink, policy: &Policy, target: Target) -> Result<
     let (mut required, mut optional) = Report::docker_user_places(&states, policy);
     if !choice.target.uses_docker_user() {
         optional.append(&mut required);
+        optional.retain(|p| p.exists);
     }
     let table = table::judge(&TableState::read(nl)?, policy);
     if choice.target.uses_table() {
         required.push(table);
-    } else {
+    } else if table.exists {
         optional.push(table);
     }
     Ok(Report { choice, required, optional })

@@ -36,15 +36,17 @@ pub struct SetElem {
 const ELEMENTS_BUDGET: usize = 60 * 1024;
 
 impl NftSet {
-    /// NEWSET, attributes in libnftnl's order (without nft's set id and display userdata: we
-    /// refer to sets by name, and nft lists them fine without).
-    pub fn new_msg(&self, seq: u32) -> Vec<u8> {
+    /// NEWSET, attributes in libnftnl's order, without nft's display userdata (nft lists the
+    /// set fine without). `id` must be unique in the batch: the kernel demands one, although we
+    /// refer to sets by name.
+    pub fn new_msg(&self, seq: u32, id: u32) -> Vec<u8> {
         build(nft_type(NFT_MSG_NEWSET), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, seq, self.family, 0, |w| {
             w.put_strz(NFTA_SET_TABLE, &self.table)
                 .put_strz(NFTA_SET_NAME, &self.name)
                 .put_be32(NFTA_SET_FLAGS, self.flags)
                 .put_be32(NFTA_SET_KEY_TYPE, self.key_type)
-                .put_be32(NFTA_SET_KEY_LEN, self.key_len);
+                .put_be32(NFTA_SET_KEY_LEN, self.key_len)
+                .put_be32(NFTA_SET_ID, id);
             if !self.fields.is_empty() {
                 w.nest(NFTA_SET_DESC, |w| {
                     w.nest(NFTA_SET_DESC_CONCAT, |w| {
@@ -286,9 +288,9 @@ mod tests {
              75 61 72 64 00 00 00 00 09 00 02 00 64 73 74 34 00 00 00 00 08 00 03 00 00 00 00 04 08 00 04 00 \
              00 00 00 07 08 00 05 00 00 00 00 04 08 00 0a 00 00 00 00 01 0a 00 0d 00 00 04 02 00 00 00 00 00",
         );
-        let mut ours = interval4().new_msg(3);
+        let mut ours = interval4().new_msg(3, 1);
         assert_eq!(flags_of(&mut ours), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK);
-        assert_eq!(ours, without(&nft, &[NFTA_SET_ID, NFTA_SET_USERDATA]));
+        assert_eq!(ours, without(&nft, &[NFTA_SET_USERDATA]));
         assert_eq!(NftSet::decode(&parse(&nft).unwrap()[0]).unwrap(), interval4());
     }
 
@@ -303,9 +305,9 @@ mod tests {
              08 00 01 00 00 00 00 04 0c 00 01 80 08 00 01 00 00 00 00 01 0c 00 01 80 08 00 01 00 00 00 00 02 \
              14 00 0d 00 00 04 00 00 00 00 03 08 00 04 0d 00 00 00 01 00",
         );
-        let mut ours = concat4().new_msg(5);
+        let mut ours = concat4().new_msg(5, 2);
         flags_of(&mut ours);
-        assert_eq!(ours, without(&nft, &[NFTA_SET_ID, NFTA_SET_USERDATA]));
+        assert_eq!(ours, without(&nft, &[NFTA_SET_USERDATA]));
         assert_eq!(NftSet::decode(&parse(&nft).unwrap()[0]).unwrap(), concat4());
     }
 
@@ -345,7 +347,7 @@ mod tests {
         );
         let key = hex("c6 33 64 35 11 00 00 00 00 35 00 00");
         let elem = SetElem { key: key.clone(), key_end: Some(key), flags: 0 };
-        assert_eq!(SetElem::decode_all(&parse(&nft).unwrap()[0]).unwrap(), [elem.clone()]);
+        assert_eq!(SetElem::decode_all(&parse(&nft).unwrap()[0]).unwrap(), std::slice::from_ref(&elem));
         let set = concat4();
         let mut ours = set.elems_msgs(&[elem]).remove(0)(6);
         flags_of(&mut ours);

@@ -1,57 +1,275 @@
-//! The `table` target: our own `table inet egress_guard` with a base chain on hook forward at
-//! priority filter - 1, native expressions and interval sets. (Being built: issue #5.)
+//! The `table` target: our own `table inet egress_guard`, base chain `forward` (and `input`
+//! with `--block-host`) at priority filter - 1, native expressions and interval sets (see
+//! `layout`). The table is ours alone, so a change rebuilds it whole in one batch: delete the
+//! old table and create the new one in the same transaction. The old base chain keeps
+//! filtering until the commit, and the new one has its rules from the commit on, so no packet
+//! meets an empty chain. When the kernel already holds the plan, nothing is sent.
 
-use crate::nft::msg::BatchBuilder;
+mod layout;
+mod ranges;
+
+use rustables::{Chain, ChainPolicy, ChainType, Hook, HookClass, MsgType, ProtocolFamily, Table};
+
+use crate::nft::chain::ChainDef;
+use crate::nft::msg::{self, BatchBuilder};
+use crate::nft::rule::{comment_udata, NftRule, Position};
+use crate::nft::set::{self, NftSet, SetElem};
 use crate::nft::socket::Netlink;
-use crate::nft::sys::NFPROTO_INET;
-use crate::nft::NlError;
+use crate::nft::sys::*;
+use crate::nft::{rustables_bridge, NlError};
+use crate::plan::COMMENT;
 use crate::policy::Policy;
-use crate::status::{PlaceStatus, Verdict};
-use crate::target::{Change, Step};
+use crate::status::{OurRule, PlaceStatus, Verdict};
+use crate::target::{Change, RuleText, Step};
 
-pub const TABLE: &str = "egress_guard";
+pub use layout::{plan, TablePlan, FORWARD, INPUT, PRIORITY, TABLE};
 
-/// What our table looks like in the kernel now.
+/// The chains we may have made.
+const CHAINS: [&str; 2] = [FORWARD, INPUT];
+
+/// What our table holds in the kernel now.
 #[derive(Debug, Clone, Default)]
 pub struct TableState {
     pub exists: bool,
+    /// Our chains that exist, with their rules in order.
+    pub chains: Vec<(ChainDef, Vec<NftRule>)>,
+    /// The table's sets with their elements (sorted).
+    pub sets: Vec<(NftSet, Vec<SetElem>)>,
 }
 
 impl TableState {
+    /// Reads the table: one GET for it, one per chain and a rule dump each, a set dump and an
+    /// element dump per set; never the rest of the ruleset.
     pub fn read(nl: &mut Netlink) -> Result<TableState, NlError> {
-        Ok(TableState { exists: nl.table_exists(NFPROTO_INET, TABLE)? })
+        if !nl.table_exists(NFPROTO_INET, TABLE)? {
+            return Ok(TableState::default());
+        }
+        let mut state = TableState { exists: true, ..TableState::default() };
+        for name in CHAINS {
+            let what = format!("GETCHAIN inet {TABLE} {name}");
+            let Some(found) = nl.get(&what, |seq| msg::getchain(seq, NFPROTO_INET, TABLE, name))? else { continue };
+            let Some(def) = found.first() else { continue };
+            let def = ChainDef::decode(&def.reply())?;
+            let what = format!("GETRULE inet {TABLE} {name}");
+            let dump = nl.get(&what, |seq| msg::getrule_dump(seq, NFPROTO_INET, TABLE, name))?.unwrap_or_default();
+            let rules = dump.iter().map(|r| NftRule::decode(&r.reply())).collect::<Result<_, _>>()?;
+            state.chains.push((def, rules));
+        }
+        let what = format!("GETSET inet {TABLE}");
+        for found in nl.get(&what, |seq| set::getset_dump(seq, NFPROTO_INET, TABLE))?.unwrap_or_default() {
+            let def = NftSet::decode(&found.reply())?;
+            let what = format!("GETSETELEM inet {TABLE} {}", def.name);
+            let dump = nl.get(&what, |seq| set::getsetelem_dump(seq, NFPROTO_INET, TABLE, &def.name))?;
+            let mut elems = Vec::new();
+            for m in dump.unwrap_or_default() {
+                elems.extend(SetElem::decode_all(&m.reply())?);
+            }
+            elems.sort();
+            state.sets.push((def, elems));
+        }
+        Ok(state)
     }
+
+    fn chain(&self, name: &str) -> Option<&(ChainDef, Vec<NftRule>)> {
+        self.chains.iter().find(|(def, _)| def.name == name)
+    }
+
+    /// Every rule in our chains, with the chain it is in.
+    fn rules(&self) -> impl Iterator<Item = (&str, &NftRule)> {
+        self.chains.iter().flat_map(|(def, rules)| rules.iter().map(move |r| (def.name.as_str(), r)))
+    }
+}
+
+fn is_ours(rule: &NftRule) -> bool {
+    rule.userdata.as_deref() == Some(comment_udata(COMMENT).as_slice())
 }
 
 fn place() -> String {
     format!("inet {TABLE}")
 }
 
-/// Adds to `batch` what makes our table hold `policy`.
-pub fn sync(_batch: &mut BatchBuilder, _state: &TableState, _policy: &Policy) -> Step {
-    Step {
-        place: place(),
-        change: Change::Missing,
-        added: Vec::new(),
-        removed: Vec::new(),
-        warning: Some("the table target is not built yet".into()),
+/// How the kernel's table differs from the plan, in a few words each; empty when it holds
+/// exactly the plan (counters aside).
+pub fn differences(state: &TableState, plan: &TablePlan) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for chain in &plan.chains {
+        let Some((def, rules)) = state.chain(chain.name) else {
+            diffs.push(format!("chain {} is missing", chain.name));
+            continue;
+        };
+        if def.hook != Some((chain.hook, PRIORITY)) || def.ty.as_deref() != Some("filter") || def.policy != Some(NF_ACCEPT as u32)
+        {
+            diffs.push(format!("chain {} is not hooked as planned", chain.name));
+        }
+        let planned: Vec<NftRule> = chain.rules.iter().map(|r| r.to_rule(chain.name)).collect();
+        let differ = planned.iter().zip(rules).filter(|(p, r)| !same(p, r)).count();
+        if rules.len() != planned.len() {
+            diffs.push(format!("chain {} holds {} rules where the policy has {}", chain.name, rules.len(), planned.len()));
+        } else if differ > 0 {
+            diffs.push(format!("{differ} of {} rules in chain {} differ from the policy", planned.len(), chain.name));
+        }
     }
+    for (def, _) in &state.chains {
+        if !plan.chains.iter().any(|c| c.name == def.name) {
+            diffs.push(format!("chain {} is not in the policy", def.name));
+        }
+    }
+    for planned in &plan.sets {
+        match state.sets.iter().find(|(def, _)| def.name == planned.set.name) {
+            None => diffs.push(format!("set {} is missing", planned.set.name)),
+            Some((def, elems)) => {
+                let mut want = planned.elems.clone();
+                want.sort();
+                if !same_set(def, &planned.set) || *elems != want {
+                    diffs.push(format!("set {} differs from the policy", planned.set.name));
+                }
+            }
+        }
+    }
+    for (def, _) in &state.sets {
+        if !plan.sets.iter().any(|s| s.set.name == def.name) {
+            diffs.push(format!("set {} is not in the policy", def.name));
+        }
+    }
+    diffs
+}
+
+/// Same expressions (counters aside) and same comment.
+fn same(planned: &NftRule, found: &NftRule) -> bool {
+    planned.shape() == found.shape() && planned.userdata == found.userdata
+}
+
+fn same_set(have: &NftSet, want: &NftSet) -> bool {
+    (have.flags, have.key_type, have.key_len, &have.fields) == (want.flags, want.key_type, want.key_len, &want.fields)
+}
+
+/// Our rules as nft syntax: the planned line for a rule that is as planned.
+fn lines(state: &TableState, plan: &TablePlan) -> Vec<Option<String>> {
+    state
+        .rules()
+        .filter(|(_, r)| is_ours(r))
+        .map(|(chain, r)| {
+            let planned = plan.chains.iter().filter(|c| c.name == chain).flat_map(|c| &c.rules);
+            planned.into_iter().find(|p| same(&p.to_rule(chain), r)).map(|p| p.text.clone())
+        })
+        .collect()
+}
+
+/// Adds to `batch` what makes our table hold `policy`: nothing when it already does.
+pub fn sync(batch: &mut BatchBuilder, state: &TableState, policy: &Policy) -> Result<Step, NlError> {
+    let plan = layout::plan(policy);
+    let mut step = Step { place: place(), change: Change::Unchanged, added: Vec::new(), removed: Vec::new(), warning: None };
+    if state.exists && differences(state, &plan).is_empty() {
+        return Ok(step);
+    }
+    if state.exists {
+        delete_table(batch)?;
+    }
+    write_table(batch, &plan)?;
+    step.change = Change::Written;
+    let texts = plan.sets.iter().map(|s| &s.text).chain(plan.chains.iter().flat_map(|c| c.rules.iter().map(|r| &r.text)));
+    step.added = texts.map(|t| RuleText { iptables: None, nft: t.clone() }).collect();
+    step.removed = removed_lines(state, &plan);
+    Ok(step)
 }
 
 /// Adds to `batch` the deletion of our table, if it exists.
-pub fn remove(_batch: &mut BatchBuilder, _state: &TableState) -> Step {
-    Step { place: place(), change: Change::Unchanged, added: Vec::new(), removed: Vec::new(), warning: None }
+pub fn remove(batch: &mut BatchBuilder, state: &TableState) -> Result<Step, NlError> {
+    let mut step = Step { place: place(), change: Change::Unchanged, added: Vec::new(), removed: Vec::new(), warning: None };
+    if state.exists {
+        delete_table(batch)?;
+        step.change = Change::Written;
+        step.removed = removed_lines(state, &TablePlan { sets: Vec::new(), chains: Vec::new() });
+    }
+    Ok(step)
+}
+
+/// What goes away: each rule of ours as nft syntax when it is one `plan` knows, else named by
+/// its chain.
+fn removed_lines(state: &TableState, plan: &TablePlan) -> Vec<String> {
+    let ours = state.rules().filter(|(_, r)| is_ours(r)).map(|(chain, _)| chain);
+    ours.zip(lines(state, plan))
+        .map(|(chain, line)| line.unwrap_or_else(|| format!("(a rule of ours in chain {chain}, from an earlier policy)")))
+        .collect()
+}
+
+fn rustables_table() -> Table {
+    Table::new(ProtocolFamily::Inet).with_name(TABLE)
+}
+
+fn delete_table(batch: &mut BatchBuilder) -> Result<(), NlError> {
+    let mut rb = rustables::Batch::new();
+    rb.add(&rustables_table(), MsgType::Del);
+    rustables_bridge::splice(batch, &rb.finalize(), &place())
+}
+
+/// The whole table, in dependency order: table, chains, sets, elements, rules.
+fn write_table(batch: &mut BatchBuilder, plan: &TablePlan) -> Result<(), NlError> {
+    let mut rb = rustables::Batch::new();
+    // The comment as table userdata: kernels without NFTA_TABLE_USERDATA ignore it.
+    let table = rustables_table().with_userdata(comment_udata(COMMENT));
+    rb.add(&table, MsgType::Add);
+    rustables_bridge::splice(batch, &rb.finalize(), &place())?;
+    for chain in &plan.chains {
+        let hook = match chain.hook {
+            NF_INET_LOCAL_IN => HookClass::In,
+            _ => HookClass::Forward,
+        };
+        let base = Chain::new(&table)
+            .with_name(chain.name)
+            .with_hook(Hook::new(hook, PRIORITY))
+            .with_type(ChainType::Filter)
+            .with_policy(ChainPolicy::Accept);
+        let mut rb = rustables::Batch::new();
+        rb.add(&base, MsgType::Add);
+        rustables_bridge::splice(batch, &rb.finalize(), &format!("{} {}", place(), chain.name))?;
+    }
+    for (id, s) in (1..).zip(&plan.sets) {
+        let what = format!("inet {TABLE} set {}", s.set.name);
+        batch.push(format!("NEWSET {what}"), |seq| s.set.new_msg(seq, id));
+        for make in s.set.elems_msgs(&s.elems) {
+            batch.push(format!("NEWSETELEM {what}"), make);
+        }
+    }
+    for chain in &plan.chains {
+        for r in &chain.rules {
+            let rule = r.to_rule(chain.name);
+            batch.push(format!("NEWRULE {} {}", place(), chain.name), |seq| rule.new_msg(seq, Position::End));
+        }
+    }
+    Ok(())
 }
 
 /// Compares our table with `policy`.
-pub fn judge(state: &TableState, _policy: &Policy) -> PlaceStatus {
+pub fn judge(state: &TableState, policy: &Policy) -> PlaceStatus {
+    let plan = layout::plan(policy);
+    let ours: Vec<OurRule> = state
+        .rules()
+        .filter(|(_, r)| is_ours(r))
+        .zip(lines(state, &plan))
+        .map(|((_, r), line)| OurRule { line, packets: r.packets() })
+        .collect();
+    let diffs = differences(state, &plan);
+    let (verdict, reason) = if !state.exists {
+        (Verdict::Absent, Some("the table does not exist".to_string()))
+    } else if ours.is_empty() {
+        (Verdict::Absent, Some("no egress-guard rules".to_string()))
+    } else if !diffs.is_empty() {
+        (Verdict::Drifted, Some(diffs.join("; ")))
+    } else {
+        (Verdict::InPlace, None)
+    };
     PlaceStatus {
         place: place(),
         exists: state.exists,
-        reached: state.exists,
-        ours: Vec::new(),
-        foreign: 0,
-        verdict: Verdict::Absent,
-        reason: Some("the table target is not built yet".into()),
+        // A base chain sees every packet of its hook once it exists.
+        reached: state.chain(FORWARD).is_some_and(|(def, _)| def.hook.is_some()),
+        foreign: state.rules().filter(|(_, r)| !is_ours(r)).count(),
+        ours,
+        verdict,
+        reason,
     }
 }
+
+#[cfg(test)]
+mod tests;

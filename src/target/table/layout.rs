@@ -1,0 +1,609 @@
+//! Policy → what `table inet egress_guard` holds (pure: no I/O). The same semantics as the
+//! DOCKER-USER rules of `plan.rs`, in native expressions, with the lists in interval sets:
+//!
+//! - chain `forward` (hook forward, priority filter - 1, policy accept); with `--block-host`
+//!   also chain `input` (hook input, same priority), which first lets IPv6 neighbour discovery
+//!   through (conntrack leaves it untracked, and without it the host cannot reach containers);
+//! - per source selector (each bridge pattern; sources narrowed by the family's subnets):
+//!   allowed destinations `accept`, then the rate-limited `log`, then the `reject`, the last two
+//!   only for packets of no connection someone else opened (`ct state & (established | related)
+//!   == 0`, a mask test: nft's `ct state != established,related` would also match replies);
+//! - sets: `subnets4/6` (guarded source networks), `same_subnet4/6` (source region . its own
+//!   subnet: "from a subnet to outside it", as iptables' `-s S ! -d S`, nested subnets included),
+//!   `allow4/6` (allowed networks) and `allow4/6_port` (network . protocol . port).
+
+use super::ranges::{self, Range};
+use crate::ipt::{Family, Limit, Proto, RejectWith};
+use crate::nft::expr::Expr;
+use crate::nft::rule::{comment_udata, NftRule};
+use crate::nft::set::{NftSet, SetElem};
+use crate::nft::sys::*;
+use crate::plan::COMMENT;
+use crate::policy::{Allow, LogSink, Policy, Reject};
+
+pub const TABLE: &str = "egress_guard";
+pub const FORWARD: &str = "forward";
+pub const INPUT: &str = "input";
+/// `filter - 1`: before Docker's filter chains (iptables' FORWARD, nftables' filter-FORWARD).
+pub const PRIORITY: i32 = NF_IP_PRI_FILTER - 1;
+/// Elements shown per set in text meant for people; the rest are counted.
+const SHOWN_ELEMENTS: usize = 16;
+
+/// Everything our table should hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePlan {
+    pub sets: Vec<SetPlan>,
+    pub chains: Vec<ChainPlan>,
+}
+
+/// A base chain and its rules, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainPlan {
+    pub name: &'static str,
+    pub hook: u32,
+    pub rules: Vec<RulePlan>,
+}
+
+/// A rule: its expressions and how nft syntax reads it (`add rule inet egress_guard …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulePlan {
+    pub exprs: Vec<Expr>,
+    pub text: String,
+}
+
+/// A set with its elements, and the `add set` line that reads as it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetPlan {
+    pub set: NftSet,
+    pub elems: Vec<SetElem>,
+    pub text: String,
+}
+
+impl RulePlan {
+    /// The rule as it goes on the wire (and as the kernel dumps it back, counters aside).
+    pub fn to_rule(&self, chain: &str) -> NftRule {
+        NftRule {
+            family: NFPROTO_INET,
+            table: TABLE.into(),
+            chain: chain.into(),
+            handle: None,
+            exprs: self.exprs.clone(),
+            compat: None,
+            userdata: Some(comment_udata(COMMENT)),
+        }
+    }
+}
+
+/// The plan for `policy`.
+pub fn plan(policy: &Policy) -> TablePlan {
+    let mut chains = vec![ChainPlan { name: FORWARD, hook: NF_INET_FORWARD, rules: chain_rules(policy, Hook::Forward) }];
+    if policy.block_host {
+        chains.push(ChainPlan { name: INPUT, hook: NF_INET_LOCAL_IN, rules: chain_rules(policy, Hook::Input) });
+    }
+    let used = |name: &str| chains.iter().flat_map(|c| &c.rules).flat_map(|r| &r.exprs).any(|e| uses_set(e, name));
+    let sets = all_sets(policy).into_iter().filter(|s| used(&s.set.name)).collect();
+    TablePlan { sets, chains }
+}
+
+fn uses_set(e: &Expr, name: &str) -> bool {
+    matches!(e, Expr::Lookup { set, .. } if set == name)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hook {
+    Forward,
+    Input,
+}
+
+/// Which packets a group of rules is about, besides the bridge: any family (no subnets
+/// given), one family narrowed to its subnets, or one family whole (a bridge pattern with
+/// subnets given for the other family only, as `plan.rs` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Any,
+    Subnets(Family),
+    Family(Family),
+}
+
+impl Scope {
+    fn families(self) -> Vec<Family> {
+        match self {
+            Scope::Any => Family::ALL.to_vec(),
+            Scope::Subnets(f) | Scope::Family(f) => vec![f],
+        }
+    }
+}
+
+fn scopes(policy: &Policy, iface: Option<&str>) -> Vec<Scope> {
+    if policy.subnets.is_empty() {
+        return vec![Scope::Any];
+    }
+    Family::ALL
+        .into_iter()
+        .filter_map(|f| match (policy.subnets_of(f).is_empty(), iface) {
+            (false, _) => Some(Scope::Subnets(f)),
+            (true, Some(_)) => Some(Scope::Family(f)),
+            (true, None) => None,
+        })
+        .collect()
+}
+
+fn chain_rules(policy: &Policy, hook: Hook) -> Vec<RulePlan> {
+    let chain = match hook {
+        Hook::Forward => FORWARD,
+        Hook::Input => INPUT,
+    };
+    let mut rules = Vec::new();
+    if hook == Hook::Input {
+        rules.push(rule(chain, vec![Cond::neighbour_discovery()], Action::Accept));
+    }
+    let ifaces: Vec<Option<&str>> = match policy.ifaces.is_empty() {
+        true => vec![None],
+        false => policy.ifaces.iter().map(|i| Some(i.as_str())).collect(),
+    };
+    for iface in ifaces {
+        for scope in scopes(policy, iface) {
+            rules.extend(selector_rules(policy, chain, hook, iface, scope));
+        }
+    }
+    rules
+}
+
+/// The conditions every rule of a selector shares: from the bridge (and, forwarded, out by
+/// another interface, so same-bridge frames seen with br_netfilter pass), from the scope's
+/// sources (and, forwarded, to outside their own subnet).
+fn base(hook: Hook, iface: Option<&str>, scope: Scope) -> Vec<Cond> {
+    let mut conds = Vec::new();
+    if let Some(i) = iface {
+        conds.push(Cond::iface(NFT_META_IIFNAME, "iifname", i, false));
+        if hook == Hook::Forward {
+            conds.push(Cond::iface(NFT_META_OIFNAME, "oifname", i, true));
+        }
+    }
+    match scope {
+        Scope::Any => {}
+        Scope::Family(f) => conds.push(Cond::nfproto(f)),
+        Scope::Subnets(f) => {
+            conds.push(Cond::saddr_in(f, &subnets_set(f)));
+            if hook == Hook::Forward {
+                conds.push(Cond::pair_not_in(f, &same_subnet_set(f)));
+            }
+        }
+    }
+    conds
+}
+
+fn selector_rules(policy: &Policy, chain: &str, hook: Hook, iface: Option<&str>, scope: Scope) -> Vec<RulePlan> {
+    let base = base(hook, iface, scope);
+    let with = |more: Vec<Cond>| base.iter().cloned().chain(more).collect::<Vec<_>>();
+    let mut rules = Vec::new();
+    if let (None, Scope::Subnets(f)) = (iface, scope) {
+        // As in plan.rs: with no bridge to tell same-bridge frames from routed ones, multicast
+        // (IPv6 neighbour discovery among them) is let through; it is never routed out.
+        rules.push(rule(chain, with(vec![Cond::multicast(f)]), Action::Accept));
+    }
+    for f in scope.families() {
+        let allow = policy.allow_of(f);
+        if allow.iter().any(|a| a.port.is_none()) {
+            rules.push(rule(chain, with(vec![Cond::daddr_in(f, &allow_set(f))]), Action::Accept));
+        }
+        if allow.iter().any(|a| a.port.is_some()) {
+            rules.push(rule(chain, with(vec![Cond::daddr_port_in(f, &allow_port_set(f))]), Action::Accept));
+        }
+    }
+    if let Some(log) = &policy.log {
+        rules.push(rule(chain, with(vec![Cond::new_connection(), Cond::limit(log.rate)]), Action::Log(log.sink.clone())));
+    }
+    let refuse = |more: Vec<Cond>, action| rule(chain, with([vec![Cond::new_connection()], more].concat()), action);
+    match policy.reject {
+        Reject::Drop => rules.push(refuse(vec![], Action::Drop)),
+        Reject::With(RejectWith::TcpReset) => {
+            // A reset only answers TCP; everything else is refused as by port-unreachable.
+            rules.push(refuse(vec![Cond::l4proto(Proto::Tcp)], Action::Reject(RejectWith::TcpReset)));
+            rules.push(refuse(vec![], Action::Reject(RejectWith::PortUnreachable)));
+        }
+        Reject::With(with) => rules.push(refuse(vec![], Action::Reject(with))),
+    }
+    rules
+}
+
+fn subnets_set(f: Family) -> String {
+    format!("subnets{}", digit(f))
+}
+fn same_subnet_set(f: Family) -> String {
+    format!("same_subnet{}", digit(f))
+}
+fn allow_set(f: Family) -> String {
+    format!("allow{}", digit(f))
+}
+fn allow_port_set(f: Family) -> String {
+    format!("allow{}_port", digit(f))
+}
+fn digit(f: Family) -> char {
+    match f {
+        Family::V4 => '4',
+        Family::V6 => '6',
+    }
+}
+
+// ---- sets ----
+
+/// nft datatype ids (`enum datatypes`): what `nft list` shows as the set's type.
+const TYPE_IPV4_ADDR: u32 = 7;
+const TYPE_IPV6_ADDR: u32 = 8;
+const TYPE_INET_PROTO: u32 = 12;
+const TYPE_INET_SERVICE: u32 = 13;
+/// nft combines the datatypes of a concatenation this many bits apart.
+const TYPE_BITS: u32 = 6;
+
+fn addr_type(f: Family) -> (u32, &'static str) {
+    match f {
+        Family::V4 => (TYPE_IPV4_ADDR, "ipv4_addr"),
+        Family::V6 => (TYPE_IPV6_ADDR, "ipv6_addr"),
+    }
+}
+
+fn addr_len(f: Family) -> u32 {
+    ranges::bits(f) / 8
+}
+
+/// Every set the policy could need; `plan` keeps those a rule looks up.
+fn all_sets(policy: &Policy) -> Vec<SetPlan> {
+    let mut sets = Vec::new();
+    for f in Family::ALL {
+        let subnets: Vec<Range> = policy.subnets_of(f).iter().map(Range::of).collect();
+        if !subnets.is_empty() {
+            sets.push(interval_set(f, subnets_set(f), ranges::merge(subnets.clone())));
+            sets.push(same_subnet(f, &subnets));
+        }
+        let allow = policy.allow_of(f);
+        let plain: Vec<Range> = allow.iter().filter(|a| a.port.is_none()).map(|a| Range::of(&a.net)).collect();
+        if !plain.is_empty() {
+            sets.push(interval_set(f, allow_set(f), ranges::merge(plain)));
+        }
+        if allow.iter().any(|a| a.port.is_some()) {
+            sets.push(allow_ports(f, &allow));
+        }
+    }
+    sets
+}
+
+fn new_set(name: String, flags: u32, key_type: u32, key_len: u32, fields: Vec<u32>) -> NftSet {
+    NftSet { family: NFPROTO_INET, table: TABLE.into(), name, flags, key_type, key_len, fields }
+}
+
+fn set_text(name: &str, ty: &str, shown: Vec<String>) -> String {
+    let more = shown.len().saturating_sub(SHOWN_ELEMENTS);
+    let mut list: Vec<String> = shown.into_iter().take(SHOWN_ELEMENTS).collect();
+    if more > 0 {
+        list.push(format!("… ({more} more)"));
+    }
+    format!("add set inet {TABLE} {name} {{ type {ty}; flags interval; elements = {{ {} }} }}", list.join(", "))
+}
+
+/// An rbtree interval set of addresses.
+fn interval_set(f: Family, name: String, merged: Vec<Range>) -> SetPlan {
+    let (ty, ty_name) = addr_type(f);
+    let text = set_text(&name, ty_name, merged.iter().map(|r| ranges::show(f, r)).collect());
+    SetPlan {
+        set: new_set(name, NFT_SET_INTERVAL, ty, addr_len(f), Vec::new()),
+        elems: ranges::interval_elems(f, &merged),
+        text,
+    }
+}
+
+/// `source region . subnet`: for each subnet, the part of it not inside a smaller subnet given
+/// too, paired with the subnet. A packet is within its own subnet when its `saddr . daddr`
+/// falls in one, exactly when iptables' `-s S ! -d S` rules would all let it be.
+fn same_subnet(f: Family, subnets: &[Range]) -> SetPlan {
+    let (ty, ty_name) = addr_type(f);
+    let len = addr_len(f);
+    let mut elems = Vec::new();
+    let mut shown = Vec::new();
+    for s in subnets {
+        let inner: Vec<Range> = subnets.iter().filter(|o| *o != s && s.contains(o)).copied().collect();
+        for region in ranges::subtract(*s, &inner) {
+            elems.push(SetElem {
+                key: [ranges::key(f, region.lo), ranges::key(f, s.lo)].concat(),
+                key_end: Some([ranges::key(f, region.hi), ranges::key(f, s.hi)].concat()),
+                flags: 0,
+            });
+            shown.push(format!("{} . {}", ranges::show(f, &region), ranges::show(f, s)));
+        }
+    }
+    let name = same_subnet_set(f);
+    let text = set_text(&name, &format!("{ty_name} . {ty_name}"), shown);
+    SetPlan {
+        set: new_set(name, NFT_SET_INTERVAL | NFT_SET_CONCAT, ty << TYPE_BITS | ty, 2 * len, vec![len, len]),
+        elems,
+        text,
+    }
+}
+
+/// `network . protocol . port`, networks merged per protocol and port.
+fn allow_ports(f: Family, allow: &[Allow]) -> SetPlan {
+    let (ty, ty_name) = addr_type(f);
+    let mut keys: Vec<(Proto, u16)> = allow.iter().filter_map(|a| a.port.map(|(p, proto)| (proto, p))).collect();
+    keys.sort_by_key(|(proto, port)| (proto.number(), *port));
+    keys.dedup();
+    let mut elems = Vec::new();
+    let mut shown = Vec::new();
+    for (proto, port) in keys {
+        let nets = allow.iter().filter(|a| a.port == Some((port, proto))).map(|a| Range::of(&a.net)).collect();
+        // Each field padded to 4 bytes, as the kernel's registers hold them.
+        let tail = [vec![proto.number(), 0, 0, 0], [port.to_be_bytes().to_vec(), vec![0, 0]].concat()].concat();
+        for r in ranges::merge(nets) {
+            elems.push(SetElem {
+                key: [ranges::key(f, r.lo), tail.clone()].concat(),
+                key_end: Some([ranges::key(f, r.hi), tail.clone()].concat()),
+                flags: 0,
+            });
+            shown.push(format!("{} . {} . {port}", ranges::show(f, &r), proto.name()));
+        }
+    }
+    let name = allow_port_set(f);
+    let key_type = (ty << TYPE_BITS | TYPE_INET_PROTO) << TYPE_BITS | TYPE_INET_SERVICE;
+    let text = set_text(&name, &format!("{ty_name} . inet_proto . inet_service"), shown);
+    SetPlan {
+        set: new_set(name, NFT_SET_INTERVAL | NFT_SET_CONCAT, key_type, addr_len(f) + 8, vec![addr_len(f), 1, 2]),
+        elems,
+        text,
+    }
+}
+
+// ---- rules ----
+
+/// One condition: its expressions, its nft words, the family whose headers it reads (a rule
+/// in an inet table checks `meta nfproto` before the first such read, as nft does) and the
+/// family it checks itself.
+#[derive(Debug, Clone, Default)]
+struct Cond {
+    exprs: Vec<Expr>,
+    text: String,
+    reads: Option<Family>,
+    checks: Option<Family>,
+}
+
+/// The register a value loaded at this byte offset of a concatenation goes to, numbered as
+/// the kernel dumps it back (16-byte NFT_REG_n where one starts, 32-bit NFT_REG32_nn else).
+fn reg_at(offset: u32) -> u32 {
+    let word = offset / 4;
+    if word.is_multiple_of(4) {
+        NFT_REG_1 + word / 4
+    } else {
+        NFT_REG32_00 + word
+    }
+}
+
+fn load(f: Family, daddr: bool, reg: u32, len: u32) -> Expr {
+    let offset = match (f, daddr) {
+        (Family::V4, false) => 12,
+        (Family::V4, true) => 16,
+        (Family::V6, false) => 8,
+        (Family::V6, true) => 24,
+    };
+    Expr::Payload { dreg: reg, base: NFT_PAYLOAD_NETWORK_HEADER, offset, len }
+}
+
+fn cmp(op: u32, data: Vec<u8>) -> Expr {
+    Expr::Cmp { sreg: NFT_REG_1, op, data }
+}
+
+fn lookup(set: &str, inv: bool) -> Expr {
+    Expr::Lookup { set: set.into(), sreg: NFT_REG_1, inv }
+}
+
+fn ip(f: Family) -> &'static str {
+    f.nft_name()
+}
+
+impl Cond {
+    /// `iifname "docker0"` or `oifname != "br-*"`: an exact name compares all 16 bytes
+    /// (IFNAMSIZ, as nft does), a `+` wildcard only the prefix, without NUL.
+    fn iface(key: u32, word: &str, name: &str, negate: bool) -> Cond {
+        let (data, shown) = match name.strip_suffix('+') {
+            Some(prefix) => (prefix.as_bytes().to_vec(), format!("{prefix}*")),
+            None => {
+                let mut d = name.as_bytes().to_vec();
+                d.resize(16, 0);
+                (d, name.to_string())
+            }
+        };
+        let (op, neg) = if negate { (NFT_CMP_NEQ, "!= ") } else { (NFT_CMP_EQ, "") };
+        Cond {
+            exprs: vec![Expr::Meta { key, dreg: NFT_REG_1 }, cmp(op, data)],
+            text: format!("{word} {neg}\"{shown}\""),
+            ..Cond::default()
+        }
+    }
+
+    fn nfproto(f: Family) -> Cond {
+        let (num, word) = match f {
+            Family::V4 => (2u8, "ipv4"),
+            Family::V6 => (10u8, "ipv6"),
+        };
+        Cond {
+            exprs: vec![Expr::Meta { key: NFT_META_NFPROTO, dreg: NFT_REG_1 }, cmp(NFT_CMP_EQ, vec![num])],
+            text: format!("meta nfproto {word}"),
+            checks: Some(f),
+            ..Cond::default()
+        }
+    }
+
+    fn saddr_in(f: Family, set: &str) -> Cond {
+        Cond {
+            exprs: vec![load(f, false, NFT_REG_1, addr_len(f)), lookup(set, false)],
+            text: format!("{} saddr @{set}", ip(f)),
+            reads: Some(f),
+            ..Cond::default()
+        }
+    }
+
+    fn daddr_in(f: Family, set: &str) -> Cond {
+        Cond {
+            exprs: vec![load(f, true, NFT_REG_1, addr_len(f)), lookup(set, false)],
+            text: format!("{} daddr @{set}", ip(f)),
+            reads: Some(f),
+            ..Cond::default()
+        }
+    }
+
+    fn pair_not_in(f: Family, set: &str) -> Cond {
+        let len = addr_len(f);
+        Cond {
+            exprs: vec![load(f, false, NFT_REG_1, len), load(f, true, reg_at(len), len), lookup(set, true)],
+            text: format!("{0} saddr . {0} daddr != @{set}", ip(f)),
+            reads: Some(f),
+            ..Cond::default()
+        }
+    }
+
+    fn daddr_port_in(f: Family, set: &str) -> Cond {
+        let len = addr_len(f);
+        Cond {
+            exprs: vec![
+                load(f, true, NFT_REG_1, len),
+                Expr::Meta { key: NFT_META_L4PROTO, dreg: reg_at(len) },
+                Expr::Payload { dreg: reg_at(len + 4), base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 2, len: 2 },
+                lookup(set, false),
+            ],
+            text: format!("{} daddr . meta l4proto . th dport @{set}", ip(f)),
+            reads: Some(f),
+            ..Cond::default()
+        }
+    }
+
+    fn multicast(f: Family) -> Cond {
+        // 224.0.0.0/4: the first byte's high nibble; ff00::/8: the first byte.
+        let (exprs, net) = match f {
+            Family::V4 => (
+                vec![
+                    load(f, true, NFT_REG_1, 1),
+                    Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, len: 1, mask: vec![0xf0], xor: vec![0] },
+                    cmp(NFT_CMP_EQ, vec![0xe0]),
+                ],
+                "224.0.0.0/4",
+            ),
+            Family::V6 => (vec![load(f, true, NFT_REG_1, 1), cmp(NFT_CMP_EQ, vec![0xff])], "ff00::/8"),
+        };
+        Cond { exprs, text: format!("{} daddr {net}", ip(f)), reads: Some(f), ..Cond::default() }
+    }
+
+    /// The mask test: neither established nor related (new, invalid or untracked).
+    fn new_connection() -> Cond {
+        let mask = NF_CT_STATE_ESTABLISHED_BIT | NF_CT_STATE_RELATED_BIT;
+        Cond {
+            exprs: vec![
+                Expr::Ct { key: NFT_CT_STATE, dreg: NFT_REG_1 },
+                // conntrack state is a host-endian u32 in the register
+                Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, len: 4, mask: mask.to_ne_bytes().to_vec(), xor: vec![0; 4] },
+                cmp(NFT_CMP_EQ, vec![0; 4]),
+            ],
+            text: "ct state & (established | related) == 0".into(),
+            ..Cond::default()
+        }
+    }
+
+    fn l4proto(p: Proto) -> Cond {
+        Cond {
+            exprs: vec![Expr::Meta { key: NFT_META_L4PROTO, dreg: NFT_REG_1 }, cmp(NFT_CMP_EQ, vec![p.number()])],
+            text: format!("meta l4proto {}", p.name()),
+            ..Cond::default()
+        }
+    }
+
+    fn limit(l: Limit) -> Cond {
+        let unit = match l.unit {
+            1 => "second",
+            60 => "minute",
+            3600 => "hour",
+            _ => "day",
+        };
+        Cond {
+            exprs: vec![Expr::Limit { rate: l.rate, unit: l.unit, burst: l.burst, ty: 0, flags: 0 }],
+            text: format!("limit rate {}/{unit} burst {} packets", l.rate, l.burst),
+            ..Cond::default()
+        }
+    }
+
+    /// ICMPv6 router/neighbour solicitation and advertisement, and redirect (types 133–137).
+    fn neighbour_discovery() -> Cond {
+        const ICMPV6: u8 = 58;
+        let mut exprs = Cond::nfproto(Family::V6).exprs;
+        exprs.extend(Cond::l4proto_number(ICMPV6));
+        exprs.extend([
+            Expr::Payload { dreg: NFT_REG_1, base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 0, len: 1 },
+            cmp(NFT_CMP_GTE, vec![133]),
+            cmp(NFT_CMP_LTE, vec![137]),
+        ]);
+        Cond { exprs, text: "icmpv6 type 133-137".into(), ..Cond::default() }
+    }
+
+    fn l4proto_number(n: u8) -> Vec<Expr> {
+        vec![Expr::Meta { key: NFT_META_L4PROTO, dreg: NFT_REG_1 }, cmp(NFT_CMP_EQ, vec![n])]
+    }
+}
+
+/// What a rule does.
+#[derive(Debug, Clone)]
+enum Action {
+    Accept,
+    Drop,
+    Reject(RejectWith),
+    Log(LogSink),
+}
+
+impl Action {
+    fn expr(&self) -> Expr {
+        match self {
+            Action::Accept => Expr::Verdict { code: NF_ACCEPT, chain: None },
+            Action::Drop => Expr::Verdict { code: NF_DROP, chain: None },
+            Action::Reject(RejectWith::TcpReset) => Expr::Reject { ty: NFT_REJECT_TCP_RST, code: 0 },
+            Action::Reject(RejectWith::PortUnreachable) => {
+                Expr::Reject { ty: NFT_REJECT_ICMPX_UNREACH, code: NFT_REJECT_ICMPX_PORT_UNREACH }
+            }
+            Action::Reject(RejectWith::AdminProhibited) => {
+                Expr::Reject { ty: NFT_REJECT_ICMPX_UNREACH, code: NFT_REJECT_ICMPX_ADMIN_PROHIBITED }
+            }
+            Action::Log(LogSink::Kernel { prefix }) => {
+                Expr::LogKernel { prefix: Some(prefix.clone()), level: NFT_LOGLEVEL_WARNING }
+            }
+            Action::Log(LogSink::Nflog { group, prefix }) => Expr::Log { group: *group, prefix: prefix.clone() },
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Action::Accept => "accept".into(),
+            Action::Drop => "drop".into(),
+            Action::Reject(RejectWith::TcpReset) => "reject with tcp reset".into(),
+            Action::Reject(RejectWith::PortUnreachable) => "reject with icmpx port-unreachable".into(),
+            Action::Reject(RejectWith::AdminProhibited) => "reject with icmpx admin-prohibited".into(),
+            Action::Log(LogSink::Kernel { prefix }) => format!("log prefix {prefix:?}"),
+            Action::Log(LogSink::Nflog { group, prefix: Some(p) }) => format!("log prefix {p:?} group {group}"),
+            Action::Log(LogSink::Nflog { group, prefix: None }) => format!("log group {group}"),
+        }
+    }
+}
+
+/// Conditions, a counter, the action; `meta nfproto` goes before the first read of an
+/// IPv4/IPv6 header (implicit in nft syntax, so not in the text).
+fn rule(chain: &str, conds: Vec<Cond>, action: Action) -> RulePlan {
+    let mut exprs = Vec::new();
+    let mut words = Vec::new();
+    let mut checked: Option<Family> = None;
+    for c in conds {
+        if let Some(f) = c.reads.filter(|f| checked != Some(*f)) {
+            exprs.extend(Cond::nfproto(f).exprs);
+            checked = Some(f);
+        }
+        checked = c.checks.or(checked);
+        exprs.extend(c.exprs);
+        words.push(c.text);
+    }
+    exprs.push(Expr::Counter { bytes: 0, packets: 0 });
+    exprs.push(action.expr());
+    let text = format!("add rule inet {TABLE} {chain} {} counter {} comment {COMMENT:?}", words.join(" "), action.text());
+    RulePlan { exprs, text }
+}
+

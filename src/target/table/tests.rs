@@ -1,0 +1,318 @@
+//! Unit tests of the table target: the plan a policy makes, its expressions against nft's
+//! bytes, the comparison with what the kernel holds, and the batches sync and remove write.
+
+use super::*;
+use crate::nft::expr::Expr;
+use crate::nft::msg::parse;
+use crate::policy::PolicySpec;
+
+fn policy(spec: PolicySpec) -> Policy {
+    spec.resolve().unwrap()
+}
+
+fn words(list: &[&str]) -> Option<Vec<String>> {
+    Some(list.iter().map(|s| s.to_string()).collect())
+}
+
+fn texts<'a>(plan: &'a TablePlan, chain: &str) -> Vec<&'a str> {
+    plan.chains.iter().filter(|c| c.name == chain).flat_map(|c| &c.rules).map(|r| r.text.as_str()).collect()
+}
+
+fn set<'a>(plan: &'a TablePlan, name: &str) -> &'a layout::SetPlan {
+    plan.sets.iter().find(|s| s.set.name == name).unwrap_or_else(|| panic!("no set {name}"))
+}
+
+#[test]
+fn default_plan_is_the_design_rules() {
+    let plan = plan(&Policy::default());
+    assert!(plan.sets.is_empty());
+    assert_eq!(plan.chains.len(), 1, "no input chain without --block-host");
+    assert_eq!(
+        texts(&plan, FORWARD),
+        [
+            "add rule inet egress_guard forward iifname \"docker0\" oifname != \"docker0\" \
+             ct state & (established | related) == 0 counter reject with icmpx port-unreachable comment \"egress-guard\"",
+            "add rule inet egress_guard forward iifname \"br-*\" oifname != \"br-*\" \
+             ct state & (established | related) == 0 counter reject with icmpx port-unreachable comment \"egress-guard\"",
+        ]
+    );
+}
+
+#[test]
+fn allow_log_tcp_reset_and_block_host() {
+    let p = policy(PolicySpec {
+        ifaces: words(&["docker0"]),
+        allow: words(&["198.51.100.53:53/udp", "[2001:db8::53]:53/udp", "10.0.0.0/8", "10.1.0.0/16"]),
+        reject_with: Some("tcp-reset".into()),
+        nflog_group: Some("5".into()),
+        block_host: Some(true),
+        ..PolicySpec::default()
+    });
+    let plan = plan(&p);
+    let head = "add rule inet egress_guard forward iifname \"docker0\" oifname != \"docker0\"";
+    let new = "ct state & (established | related) == 0";
+    let tail = "comment \"egress-guard\"";
+    assert_eq!(
+        texts(&plan, FORWARD),
+        [
+            format!("{head} ip daddr @allow4 counter accept {tail}"),
+            format!("{head} ip daddr . meta l4proto . th dport @allow4_port counter accept {tail}"),
+            format!("{head} ip6 daddr . meta l4proto . th dport @allow6_port counter accept {tail}"),
+            format!("{head} {new} limit rate 10/minute burst 5 packets counter log group 5 {tail}"),
+            format!("{head} {new} meta l4proto tcp counter reject with tcp reset {tail}"),
+            format!("{head} {new} counter reject with icmpx port-unreachable {tail}"),
+        ]
+    );
+    // Input: neighbour discovery first, then the same selector without the output interface.
+    let input = texts(&plan, INPUT);
+    assert_eq!(input[0], format!("add rule inet egress_guard input icmpv6 type 133-137 counter accept {tail}"));
+    assert_eq!(input[1], format!("add rule inet egress_guard input iifname \"docker0\" ip daddr @allow4 counter accept {tail}"));
+    assert_eq!(input.len(), 7);
+    // Overlapping networks are merged: the kernel refuses overlapping intervals.
+    assert_eq!(
+        set(&plan, "allow4").text,
+        "add set inet egress_guard allow4 { type ipv4_addr; flags interval; elements = { 10.0.0.0/8 } }"
+    );
+    assert_eq!(set(&plan, "allow4").elems.len(), 2);
+    let ports = set(&plan, "allow6_port");
+    assert_eq!(
+        ports.text,
+        "add set inet egress_guard allow6_port { type ipv6_addr . inet_proto . inet_service; flags interval; \
+         elements = { 2001:db8::53 . udp . 53 } }"
+    );
+    assert_eq!((ports.set.key_len, &ports.set.fields), (24, &vec![16, 1, 2]));
+    assert_eq!(plan.sets.len(), 3, "only sets a rule looks up");
+}
+
+#[test]
+fn subnet_only_policy_lets_multicast_through_and_guards_one_family() {
+    let p = policy(PolicySpec { subnets: words(&["172.17.0.0/16"]), reject_with: Some("drop".into()), ..PolicySpec::default() });
+    let plan = plan(&p);
+    let head = "add rule inet egress_guard forward ip saddr @subnets4 ip saddr . ip daddr != @same_subnet4";
+    assert_eq!(
+        texts(&plan, FORWARD),
+        [
+            format!("{head} ip daddr 224.0.0.0/4 counter accept comment \"egress-guard\""),
+            format!("{head} ct state & (established | related) == 0 counter drop comment \"egress-guard\""),
+        ]
+    );
+}
+
+#[test]
+fn a_bridge_with_subnets_of_one_family_guards_the_other_family_whole() {
+    let p = policy(PolicySpec { ifaces: words(&["docker0"]), subnets: words(&["172.17.0.0/16"]), ..PolicySpec::default() });
+    let planned = plan(&p);
+    let rules = texts(&planned, FORWARD);
+    assert_eq!(rules.len(), 2);
+    assert!(rules[0].contains("oifname != \"docker0\" ip saddr @subnets4 ip saddr . ip daddr != @same_subnet4 ct state"));
+    assert!(rules[1].contains("oifname != \"docker0\" meta nfproto ipv6 ct state"), "{}", rules[1]);
+}
+
+#[test]
+fn nested_subnets_pair_each_source_with_its_innermost_subnet() {
+    let p = policy(PolicySpec { subnets: words(&["10.0.0.0/8", "10.1.0.0/16"]), ..PolicySpec::default() });
+    let plan = plan(&p);
+    assert_eq!(
+        set(&plan, "same_subnet4").text,
+        "add set inet egress_guard same_subnet4 { type ipv4_addr . ipv4_addr; flags interval; elements = { \
+         10.0.0.0/16 . 10.0.0.0/8, 10.2.0.0-10.255.255.255 . 10.0.0.0/8, 10.1.0.0/16 . 10.1.0.0/16 } }"
+    );
+    let pair = &set(&plan, "same_subnet4").elems[2];
+    assert_eq!(pair.key, [10, 1, 0, 0, 10, 1, 0, 0]);
+    assert_eq!(pair.key_end.as_deref(), Some(&[10, 1, 255, 255, 10, 1, 255, 255][..]));
+    assert_eq!(set(&plan, "subnets4").text.matches("10.0.0.0/8").count(), 1, "merged");
+}
+
+/// The capture's rules, decoded, with what nft writes differently but means the same made
+/// equal: nft sends a counter without attributes, and for `meta l4proto` in a concatenation a
+/// `byteorder` that swaps nothing (one byte); we send zeroed counters and no byteorder.
+fn nft_rules() -> Vec<NftRule> {
+    let text = include_str!("testdata/nft-rules.hex");
+    let mut rules = Vec::new();
+    for chunk in text.split("# rule:").skip(1) {
+        let bytes: Vec<u8> = chunk
+            .lines()
+            .skip(1)
+            .flat_map(|l| l.split_whitespace())
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect();
+        let mut rule = NftRule::decode(&parse(&bytes).unwrap()[0]).unwrap();
+        rule.exprs.retain(|e| e.name() != "byteorder");
+        for e in &mut rule.exprs {
+            if matches!(e, Expr::Other { name, .. } if name == "counter") {
+                *e = Expr::Counter { bytes: 0, packets: 0 };
+            }
+        }
+        rules.push(rule);
+    }
+    rules
+}
+
+#[test]
+fn rules_are_the_expressions_nft_writes() {
+    let nft = nft_rules();
+    let default = plan(&Policy::default());
+    let subnets = plan(&policy(PolicySpec {
+        ifaces: words(&["docker0"]),
+        subnets: words(&["172.17.0.0/16"]),
+        reject_with: Some("drop".into()),
+        ..PolicySpec::default()
+    }));
+    let ports = plan(&policy(PolicySpec {
+        ifaces: words(&["docker0"]),
+        allow: words(&["[2001:db8::53]:53/udp"]),
+        ..PolicySpec::default()
+    }));
+    let ours = [&default.chains[0].rules[1], &subnets.chains[0].rules[0], &ports.chains[0].rules[0]];
+    assert_eq!(nft.len(), ours.len());
+    for (theirs, ours) in nft.iter().zip(ours) {
+        let ours = ours.to_rule(FORWARD);
+        assert_eq!(ours.exprs, theirs.exprs, "{}", ours.exprs.len());
+        assert_eq!(ours.userdata, theirs.userdata);
+        assert_eq!((ours.family, ours.table.as_str(), ours.chain.as_str()), (theirs.family, TABLE, FORWARD));
+    }
+}
+
+/// What the kernel would dump after applying `plan`: same rules with handles and traffic.
+fn kernel_state(plan: &TablePlan) -> TableState {
+    let chain = |c: &layout::ChainPlan| {
+        let def = ChainDef {
+            name: c.name.into(),
+            hook: Some((c.hook, PRIORITY)),
+            ty: Some("filter".into()),
+            policy: Some(NF_ACCEPT as u32),
+        };
+        let rules = c
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut rule = r.to_rule(c.name);
+                rule.handle = Some(i as u64 + 4);
+                for e in &mut rule.exprs {
+                    if let Expr::Counter { packets, bytes } = e {
+                        (*packets, *bytes) = (3, 180);
+                    }
+                }
+                rule
+            })
+            .collect();
+        (def, rules)
+    };
+    let sets = plan
+        .sets
+        .iter()
+        .map(|s| {
+            let mut elems = s.elems.clone();
+            elems.sort();
+            (s.set.clone(), elems)
+        })
+        .collect();
+    TableState { exists: true, chains: plan.chains.iter().map(chain).collect(), sets }
+}
+
+fn rich() -> Policy {
+    policy(PolicySpec {
+        allow: words(&["198.51.100.53:53/udp", "10.0.0.0/8"]),
+        subnets: words(&["172.17.0.0/16", "fd00:17::/64"]),
+        log: Some(None),
+        block_host: Some(true),
+        ..PolicySpec::default()
+    })
+}
+
+fn described(batch: BatchBuilder) -> Vec<String> {
+    batch.finish().msgs.into_iter().map(|(_, what)| what).collect()
+}
+
+#[test]
+fn what_the_kernel_holds_as_planned_is_in_place_and_sends_nothing() {
+    let p = rich();
+    let state = kernel_state(&plan(&p));
+    assert_eq!(differences(&state, &plan(&p)), Vec::<String>::new());
+    let mut batch = BatchBuilder::new(1, 1);
+    let step = sync(&mut batch, &state, &p).unwrap();
+    assert_eq!(step.change, Change::Unchanged);
+    assert!(batch.is_empty());
+    let status = judge(&state, &p);
+    assert_eq!((status.verdict, status.reached, status.foreign), (Verdict::InPlace, true, 0));
+    assert!(status.ours.iter().all(|r| r.line.is_some() && r.packets == 3));
+}
+
+#[test]
+fn drift_is_named() {
+    let p = rich();
+    let planned = plan(&p);
+    let mut state = kernel_state(&planned);
+    state.chains[0].1.remove(1);
+    state.sets[0].1.pop();
+    let mut foreign = state.chains[1].1[0].clone();
+    foreign.userdata = None;
+    state.chains[1].1.push(foreign);
+    let diffs = differences(&state, &planned);
+    let rules = planned.chains[0].rules.len();
+    assert_eq!(
+        diffs,
+        [
+            format!("chain forward holds {} rules where the policy has {rules}", rules - 1),
+            format!("chain input holds {} rules where the policy has {}", planned.chains[1].rules.len() + 1, planned.chains[1].rules.len()),
+            format!("set {} differs from the policy", planned.sets[0].set.name),
+        ]
+    );
+    let status = judge(&state, &p);
+    assert_eq!((status.verdict, status.foreign), (Verdict::Drifted, 1));
+    assert!(status.reason.unwrap().starts_with("chain forward holds"));
+    // Without --block-host the input chain is extra.
+    let plain = Policy { block_host: false, ..p };
+    assert!(differences(&kernel_state(&planned), &plan(&plain)).contains(&"chain input is not in the policy".to_string()));
+}
+
+#[test]
+fn a_change_rebuilds_the_table_in_one_batch() {
+    let p = rich();
+    let state = kernel_state(&plan(&Policy::default()));
+    let mut batch = BatchBuilder::new(1, 1);
+    let step = sync(&mut batch, &state, &p).unwrap();
+    assert_eq!(step.change, Change::Written);
+    assert_eq!(step.removed.len(), 2);
+    let what = described(batch);
+    let planned = plan(&p);
+    let rules: usize = planned.chains.iter().map(|c| c.rules.len()).sum();
+    assert_eq!(what[..4], ["DELTABLE inet egress_guard", "NEWTABLE inet egress_guard", "NEWCHAIN inet egress_guard forward", "NEWCHAIN inet egress_guard input"]);
+    assert_eq!(what.iter().filter(|w| w.starts_with("NEWSET ")).count(), planned.sets.len());
+    assert_eq!(what.iter().filter(|w| w.starts_with("NEWRULE ")).count(), rules);
+    assert!(what.last().unwrap().starts_with("NEWRULE inet egress_guard input"));
+    assert_eq!(step.added.len(), planned.sets.len() + rules);
+}
+
+#[test]
+fn a_missing_table_is_created_and_remove_deletes_only_the_table() {
+    let mut batch = BatchBuilder::new(1, 1);
+    sync(&mut batch, &TableState::default(), &Policy::default()).unwrap();
+    let what = described(batch);
+    assert_eq!(what[0], "NEWTABLE inet egress_guard");
+    assert!(!what.iter().any(|w| w.starts_with("DEL")));
+
+    let mut batch = BatchBuilder::new(1, 1);
+    let step = remove(&mut batch, &TableState::default()).unwrap();
+    assert_eq!((step.change, batch.is_empty()), (Change::Unchanged, true));
+    let state = kernel_state(&plan(&Policy::default()));
+    let mut batch = BatchBuilder::new(1, 1);
+    let step = remove(&mut batch, &state).unwrap();
+    assert_eq!(described(batch), ["DELTABLE inet egress_guard"]);
+    assert_eq!(step.removed.len(), 2);
+}
+
+#[test]
+fn ten_thousand_destinations_are_one_batch() {
+    let allow: Vec<String> = (0..10_000u32).map(|i| format!("10.{}.{}.1", i / 250, i % 250)).collect();
+    let p = policy(PolicySpec { allow: Some(allow), ..PolicySpec::default() });
+    let planned = plan(&p);
+    assert_eq!(set(&planned, "allow4").elems.len(), 20_000);
+    let mut batch = BatchBuilder::new(1, 1);
+    sync(&mut batch, &TableState::default(), &p).unwrap();
+    let batch = batch.finish();
+    let elem_msgs = batch.msgs.iter().filter(|(_, w)| w.starts_with("NEWSETELEM")).count();
+    assert!((2..40).contains(&elem_msgs), "{elem_msgs} NEWSETELEM messages");
+    assert!(batch.bytes.len() < 1 << 20, "{} bytes", batch.bytes.len());
+}

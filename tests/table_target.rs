@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use egress_guard::nft::socket::Netlink;
 
 use crate::harness::{self, *};
+use crate::iptables_compat::egress_guard_ok;
 
 /// Container → internet, every protocol, both families.
 fn egress<'a>(from: &'a Netns, want_open: bool) -> Vec<Expect<'a>> {
@@ -92,9 +93,22 @@ fn without_docker_user_auto_picks_the_table_and_says_why() {
     harness::require_kernel!();
     let dh = DockerHost::builder().docker_user(DockerUser::Missing).build();
     let out = ok(dh.egress_guard("apply", &[]));
-    assert!(out.starts_with("target table: no ip filter DOCKER-USER in nf_tables"), "{out}");
+    assert!(out.starts_with("target table: ip filter DOCKER exists but DOCKER-USER does not"), "{out}");
     matrix(&dh, false);
     assert_eq!(check(&dh, &[]), (0, "in place: guarding inet egress_guard".into()));
+}
+
+#[test]
+fn without_any_docker_auto_picks_the_table_and_remove_leaves_the_rest() {
+    harness::require_kernel!();
+    let ns = Netns::new("nodocker");
+    // Someone else's table, which remove must leave alone.
+    ns.run(&["nft", "add", "table", "inet", "mine"]);
+    let out = egress_guard_ok(&ns, &["apply"]);
+    assert!(out.starts_with("target table: no Docker rules in nf_tables"), "{out}");
+    assert!(ns.run(&["nft", "list", "table", "inet", "egress_guard"]).contains("hook forward priority filter - 1; policy accept;"));
+    egress_guard_ok(&ns, &["remove"]);
+    assert_eq!(ns.run(&["nft", "list", "tables"]), "table inet mine\n");
 }
 
 #[test]

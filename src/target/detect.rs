@@ -24,10 +24,14 @@ pub fn choose(nl: &mut Netlink, wanted: Target) -> Result<Choice, NlError> {
     }
     // Docker 29's nftables backend keeps its rules in `ip docker-bridges` / `ip6 docker-bridges`.
     let nft_backend = nl.table_exists(NFPROTO_IPV4, "docker-bridges")? || nl.table_exists(NFPROTO_IPV6, "docker-bridges")?;
+    // dockerd's iptables backend makes `ip filter DOCKER` too: seen without DOCKER-USER, it is
+    // a Docker too old for DOCKER-USER or one still starting.
     let why = if nft_backend {
         "Docker's nftables backend detected (table docker-bridges), which has no DOCKER-USER"
+    } else if nl.chain_exists(NFPROTO_IPV4, TABLE, "DOCKER")? {
+        "ip filter DOCKER exists but DOCKER-USER does not (dockerd still starting, or a Docker without DOCKER-USER)"
     } else {
-        "no ip filter DOCKER-USER in nf_tables (no Docker, iptables-legacy, or Podman)"
+        "no Docker rules in nf_tables (no Docker, Docker on iptables-legacy, or Podman)"
     };
     Ok(Choice { target: Target::Table, why: why.into() })
 }

@@ -1,8 +1,13 @@
 //! Project tasks, run as `cargo xtask <task>`: `cargo xtask` alone lists them.
 
+mod bench;
+mod child;
+mod dist;
+mod netns;
 mod prereq;
 
 use std::env;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// Every task with a one-line description, in the order `cargo xtask` lists them.
@@ -13,14 +18,20 @@ const TASKS: &[(&str, &str)] = &[
     ),
     (
         "ci",
-        "exactly what CI runs: format and lint checks if installed, build, test",
+        "exactly what CI runs: format and lint checks if installed, build, test, dist",
     ),
-    ("bench", "benchmarks (not yet)"),
-    ("dist", "release build into target/dist (not yet)"),
+    (
+        "bench",
+        "time apply/check next to `nft -f` and the iptables recipe, in fresh namespaces (root)",
+    ),
+    (
+        "dist",
+        "static release binary in target/dist, checked: no shared libraries, runs from an empty chroot",
+    ),
 ];
 
 /// What a task reports when it fails: the message, or nothing when cargo already said why.
-type TaskResult = Result<(), Option<String>>;
+pub type TaskResult = Result<(), Option<String>>;
 
 /// Whether `cargo fmt --check` and clippy findings fail `ci`. Off while the tree has not yet been
 /// formatted as a whole (they still run and print what they find); turn on once it has.
@@ -35,8 +46,8 @@ fn main() -> ExitCode {
     let result = match task {
         "test" => test(rest),
         "ci" => ci(),
-        "bench" => bench(),
-        "dist" => dist(),
+        "bench" => bench::bench(),
+        "dist" => dist::dist(),
         "help" | "-h" | "--help" => {
             print_tasks();
             Ok(())
@@ -67,7 +78,7 @@ fn print_tasks() {
 /// Every test of the workspace with kernel tests forced on: one that cannot run fails instead
 /// of skipping, so a green run means the namespace tests really ran.
 fn test(args: &[String]) -> TaskResult {
-    prereq::check_for_tests().map_err(Some)?;
+    prereq::check_for("test").map_err(Some)?;
     let mut command = cargo(&["test", "--workspace"]);
     command.args(args).env("EG_KERNEL_TESTS", "1");
     run(command)
@@ -93,7 +104,9 @@ fn ci() -> TaskResult {
         check(clippy, "cargo clippy")?;
     }
     run(cargo(&["build", "--workspace", "--all-targets"]))?;
-    test(&[])
+    test(&[])?;
+    // Last: the release build is the slowest step and the tests say more when they fail.
+    dist::dist()
 }
 
 /// Runs a style/lint check: a failure stops CI only under [`STRICT_CHECKS`].
@@ -107,23 +120,21 @@ fn check(command: Command, name: &str) -> TaskResult {
     }
 }
 
-fn bench() -> TaskResult {
-    Err(Some("bench: not yet".to_owned()))
-}
-
-fn dist() -> TaskResult {
-    Err(Some("dist: not yet".to_owned()))
+/// The workspace root: xtask's parent directory.
+fn workspace_root() -> PathBuf {
+    let xtask = Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().unwrap_or(xtask).to_path_buf()
 }
 
 /// The cargo that runs us (`$CARGO`), so toolchain overrides carry through.
-fn cargo(args: &[&str]) -> Command {
+pub fn cargo(args: &[&str]) -> Command {
     let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.args(args);
     command
 }
 
 /// Runs `command` with our stdio; a failure needs no message of ours, cargo printed it.
-fn run(mut command: Command) -> TaskResult {
+pub fn run(mut command: Command) -> TaskResult {
     let status = command
         .status()
         .map_err(|e| Some(format!("cannot run {command:?}: {e}")))?;

@@ -18,10 +18,11 @@ const TOOLS: &[(&str, &str)] = &[
     ("nft", "nftables"),
 ];
 
-/// Checks everything `cargo xtask test` needs and lists every missing piece with its fix.
-pub fn check_for_tests() -> Result<(), String> {
+/// Checks everything `cargo xtask test` needs (`bench` needs the same) and lists every missing
+/// piece with its fix; `task` is the task name the messages use.
+pub fn check_for(task: &str) -> Result<(), String> {
     let mut missing = Vec::new();
-    missing.extend(capabilities());
+    missing.extend(capabilities(task));
     for (tool, package) in TOOLS {
         if find_on_path(tool).is_none() {
             missing.push(format!("`{tool}` not found: apt-get install -y {package}"));
@@ -33,7 +34,7 @@ pub fn check_for_tests() -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "cannot run the tests yet:\n  - {}",
+        "cannot run `cargo xtask {task}` yet:\n  - {}",
         missing.join("\n  - ")
     ))
 }
@@ -49,7 +50,8 @@ pub fn cargo_has(subcommand: &str) -> bool {
         .is_ok_and(|status| status.success())
 }
 
-fn capabilities() -> Option<String> {
+/// Whether we hold what network namespaces need (CAP_NET_ADMIN and CAP_SYS_ADMIN).
+pub fn is_root() -> bool {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     let effective = status
         .lines()
@@ -57,10 +59,15 @@ fn capabilities() -> Option<String> {
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
         .unwrap_or(0);
     let needed = (1u64 << CAP_NET_ADMIN) | (1u64 << CAP_SYS_ADMIN);
-    (effective & needed != needed).then(|| {
-        "not root (CAP_NET_ADMIN and CAP_SYS_ADMIN needed for network namespaces): \
-         run `sudo -E env PATH=\"$PATH\" cargo xtask test`"
-            .to_owned()
+    effective & needed == needed
+}
+
+fn capabilities(task: &str) -> Option<String> {
+    (!is_root()).then(|| {
+        format!(
+            "not root (CAP_NET_ADMIN and CAP_SYS_ADMIN needed for network namespaces): \
+             run `sudo -E env PATH=\"$PATH\" cargo xtask {task}`"
+        )
     })
 }
 

@@ -101,8 +101,8 @@ pub fn differences(state: &TableState, plan: &TablePlan) -> Vec<String> {
         {
             diffs.push(format!("chain {} is not hooked as planned", chain.name));
         }
-        let planned: Vec<NftRule> = chain.rules.iter().map(|r| r.to_rule(chain.name)).collect();
-        let differ = planned.iter().zip(rules).filter(|(p, r)| !same(p, r)).count();
+        let planned = &chain.rules;
+        let differ = planned.iter().zip(rules).filter(|(p, r)| !p.matches(r)).count();
         if rules.len() != planned.len() {
             diffs.push(format!("chain {} holds {} rules where the policy has {}", chain.name, rules.len(), planned.len()));
         } else if differ > 0 {
@@ -134,11 +134,6 @@ pub fn differences(state: &TableState, plan: &TablePlan) -> Vec<String> {
     diffs
 }
 
-/// Same expressions (counters aside) and same comment.
-fn same(planned: &NftRule, found: &NftRule) -> bool {
-    planned.shape() == found.shape() && planned.userdata == found.userdata
-}
-
 fn same_set(have: &NftSet, want: &NftSet) -> bool {
     (have.flags, have.key_type, have.key_len, &have.fields) == (want.flags, want.key_type, want.key_len, &want.fields)
 }
@@ -150,7 +145,7 @@ fn lines(state: &TableState, plan: &TablePlan) -> Vec<Option<String>> {
         .filter(|(_, r)| is_ours(r))
         .map(|(chain, r)| {
             let planned = plan.chains.iter().filter(|c| c.name == chain).flat_map(|c| &c.rules);
-            planned.into_iter().find(|p| same(&p.to_rule(chain), r)).map(|p| p.text.clone())
+            planned.into_iter().find(|p| p.matches(r)).map(|p| p.text.clone())
         })
         .collect()
 }

@@ -72,6 +72,12 @@ impl RulePlan {
             userdata: Some(comment_udata(COMMENT)),
         }
     }
+
+    /// Whether a rule read back from the kernel is this one: same expressions, counters aside
+    /// (ours are planned at zero), and our comment.
+    pub fn matches(&self, found: &NftRule) -> bool {
+        found.shape() == self.exprs && found.userdata.as_deref() == Some(comment_udata(COMMENT).as_slice())
+    }
 }
 
 /// The plan for `policy`.
@@ -506,7 +512,7 @@ impl Cond {
 
     fn l4proto(p: Proto) -> Cond {
         Cond {
-            exprs: vec![Expr::Meta { key: NFT_META_L4PROTO, dreg: NFT_REG_1 }, cmp(NFT_CMP_EQ, vec![p.number()])],
+            exprs: Cond::l4proto_number(p.number()),
             text: format!("meta l4proto {}", p.name()),
             ..Cond::default()
         }

@@ -278,9 +278,10 @@ fn new_set(name: String, flags: u32, key_type: u32, key_len: u32, fields: Vec<u3
     NftSet { family: NFPROTO_INET, table: TABLE.into(), name, flags, key_type, key_len, fields }
 }
 
-fn set_text(name: &str, ty: &str, shown: Vec<String>) -> String {
-    let more = shown.len().saturating_sub(SHOWN_ELEMENTS);
-    let mut list: Vec<String> = shown.into_iter().take(SHOWN_ELEMENTS).collect();
+/// The `add set` line; only the first elements are formatted (a list can be 10,000 long).
+fn set_text(name: &str, ty: &str, count: usize, shown: impl Iterator<Item = String>) -> String {
+    let more = count.saturating_sub(SHOWN_ELEMENTS);
+    let mut list: Vec<String> = shown.take(SHOWN_ELEMENTS).collect();
     if more > 0 {
         list.push(format!("… ({more} more)"));
     }
@@ -290,7 +291,7 @@ fn set_text(name: &str, ty: &str, shown: Vec<String>) -> String {
 /// An rbtree interval set of addresses.
 fn interval_set(f: Family, name: String, merged: Vec<Range>) -> SetPlan {
     let (ty, ty_name) = addr_type(f);
-    let text = set_text(&name, ty_name, merged.iter().map(|r| ranges::show(f, r)).collect());
+    let text = set_text(&name, ty_name, merged.len(), merged.iter().map(|r| ranges::show(f, r)));
     SetPlan {
         set: new_set(name, NFT_SET_INTERVAL, ty, addr_len(f), Vec::new()),
         elems: ranges::interval_elems(f, &merged),
@@ -304,21 +305,24 @@ fn interval_set(f: Family, name: String, merged: Vec<Range>) -> SetPlan {
 fn same_subnet(f: Family, subnets: &[Range]) -> SetPlan {
     let (ty, ty_name) = addr_type(f);
     let len = addr_len(f);
-    let mut elems = Vec::new();
-    let mut shown = Vec::new();
-    for s in subnets {
-        let inner: Vec<Range> = subnets.iter().filter(|o| *o != s && s.contains(o)).copied().collect();
-        for region in ranges::subtract(*s, &inner) {
-            elems.push(SetElem {
-                key: [ranges::key(f, region.lo), ranges::key(f, s.lo)].concat(),
-                key_end: Some([ranges::key(f, region.hi), ranges::key(f, s.hi)].concat()),
-                flags: 0,
-            });
-            shown.push(format!("{} . {}", ranges::show(f, &region), ranges::show(f, s)));
-        }
-    }
+    let pairs: Vec<(Range, &Range)> = subnets
+        .iter()
+        .flat_map(|s| {
+            let inner: Vec<Range> = subnets.iter().filter(|o| *o != s && s.contains(o)).copied().collect();
+            ranges::subtract(*s, &inner).into_iter().map(move |region| (region, s))
+        })
+        .collect();
+    let elems = pairs
+        .iter()
+        .map(|(region, s)| SetElem {
+            key: [ranges::key(f, region.lo), ranges::key(f, s.lo)].concat(),
+            key_end: Some([ranges::key(f, region.hi), ranges::key(f, s.hi)].concat()),
+            flags: 0,
+        })
+        .collect();
     let name = same_subnet_set(f);
-    let text = set_text(&name, &format!("{ty_name} . {ty_name}"), shown);
+    let shown = pairs.iter().map(|(region, s)| format!("{} . {}", ranges::show(f, region), ranges::show(f, s)));
+    let text = set_text(&name, &format!("{ty_name} . {ty_name}"), pairs.len(), shown);
     SetPlan {
         set: new_set(name, NFT_SET_INTERVAL | NFT_SET_CONCAT, ty << TYPE_BITS | ty, 2 * len, vec![len, len]),
         elems,
@@ -332,24 +336,29 @@ fn allow_ports(f: Family, allow: &[Allow]) -> SetPlan {
     let mut keys: Vec<(Proto, u16)> = allow.iter().filter_map(|a| a.port.map(|(p, proto)| (proto, p))).collect();
     keys.sort_by_key(|(proto, port)| (proto.number(), *port));
     keys.dedup();
-    let mut elems = Vec::new();
-    let mut shown = Vec::new();
-    for (proto, port) in keys {
-        let nets = allow.iter().filter(|a| a.port == Some((port, proto))).map(|a| Range::of(&a.net)).collect();
-        // Each field padded to 4 bytes, as the kernel's registers hold them.
-        let tail = [vec![proto.number(), 0, 0, 0], [port.to_be_bytes().to_vec(), vec![0, 0]].concat()].concat();
-        for r in ranges::merge(nets) {
-            elems.push(SetElem {
+    let entries: Vec<(Range, Proto, u16)> = keys
+        .into_iter()
+        .flat_map(|(proto, port)| {
+            let nets = allow.iter().filter(|a| a.port == Some((port, proto))).map(|a| Range::of(&a.net)).collect();
+            ranges::merge(nets).into_iter().map(move |r| (r, proto, port))
+        })
+        .collect();
+    let elems = entries
+        .iter()
+        .map(|(r, proto, port)| {
+            // Each field padded to 4 bytes, as the kernel's registers hold them.
+            let tail = [[proto.number(), 0, 0, 0], [port.to_be_bytes()[0], port.to_be_bytes()[1], 0, 0]].concat();
+            SetElem {
                 key: [ranges::key(f, r.lo), tail.clone()].concat(),
-                key_end: Some([ranges::key(f, r.hi), tail.clone()].concat()),
+                key_end: Some([ranges::key(f, r.hi), tail].concat()),
                 flags: 0,
-            });
-            shown.push(format!("{} . {} . {port}", ranges::show(f, &r), proto.name()));
-        }
-    }
+            }
+        })
+        .collect();
     let name = allow_port_set(f);
     let key_type = (ty << TYPE_BITS | TYPE_INET_PROTO) << TYPE_BITS | TYPE_INET_SERVICE;
-    let text = set_text(&name, &format!("{ty_name} . inet_proto . inet_service"), shown);
+    let shown = entries.iter().map(|(r, proto, port)| format!("{} . {} . {port}", ranges::show(f, r), proto.name()));
+    let text = set_text(&name, &format!("{ty_name} . inet_proto . inet_service"), entries.len(), shown);
     SetPlan {
         set: new_set(name, NFT_SET_INTERVAL | NFT_SET_CONCAT, key_type, addr_len(f) + 8, vec![addr_len(f), 1, 2]),
         elems,

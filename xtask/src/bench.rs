@@ -95,6 +95,29 @@ const BENCHES: &[Bench] = &[
         aim: None,
     },
     Bench {
+        name: "table apply, 10 destinations",
+        prepare: |ctx| allow_config(ctx, 10).map(drop),
+        before: |ctx, _| ctx.guard(&["remove", "--target", "table"]).map(drop),
+        run: |ctx, _| ctx.guard_expect(&["apply", "--config", &allow_config_path(ctx, 10)], "did write"),
+        aim: None,
+    },
+    Bench {
+        name: "table apply, 10,000 destinations",
+        prepare: |ctx| allow_config(ctx, 10_000).map(drop),
+        before: |ctx, _| ctx.guard(&["remove", "--target", "table"]).map(drop),
+        // One batch: the table, its chain, the set and 20,000 interval elements.
+        run: |ctx, _| ctx.guard_expect(&["apply", "--config", &allow_config_path(ctx, 10_000)], "did write"),
+        aim: None,
+    },
+    Bench {
+        name: "table apply, 10,000 destinations, steady",
+        prepare: |ctx| ctx.guard(&["apply", "--config", &allow_config(ctx, 10_000)?]).map(drop),
+        before: |_, _| Ok(()),
+        // Reads the table back, 20,000 set elements included, and sends nothing.
+        run: |ctx, _| ctx.guard_expect(&["apply", "--config", &allow_config_path(ctx, 10_000)], "already in place"),
+        aim: None,
+    },
+    Bench {
         name: "apply, heal after iptables -F (adds only)",
         prepare: |ctx| ctx.guard(&["apply"]).map(drop),
         before: |_, _| {
@@ -133,6 +156,24 @@ impl Ctx<'_> {
             args.join(" ")
         ))
     }
+}
+
+/// Where the table-target rows keep a config allowing `n` destinations.
+fn allow_config_path(ctx: &Ctx, n: usize) -> String {
+    ctx.nft_file.with_file_name(format!("allow-{n}.toml")).to_string_lossy().into_owned()
+}
+
+/// Writes a config for the table target allowing `n` single addresses in 10.0.0.0/8, none
+/// adjacent (so the set holds `n` intervals); returns its path.
+fn allow_config(ctx: &Ctx, n: usize) -> Result<String, String> {
+    let addrs: Vec<String> = (1..=n as u32)
+        .map(|i| 2 * i)
+        .map(|v| format!("\"10.{}.{}.{}\"", v >> 16, (v >> 8) & 0xff, v & 0xff))
+        .collect();
+    let path = allow_config_path(ctx, n);
+    let text = format!("target = \"table\"\nallow = [{}]\n", addrs.join(", "));
+    fs::write(&path, text).map_err(|e| format!("{path}: {e}"))?;
+    Ok(path)
 }
 
 /// The classic recipe from DESIGN, as four processes.

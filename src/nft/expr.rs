@@ -355,6 +355,7 @@ impl<'a> Fields<'a> {
 mod tests {
     use super::*;
     use crate::nft::attr::Attrs;
+    use crate::nft::hex;
 
     fn round_trip(e: Expr) {
         let mut w = AttrWriter::new();
@@ -384,11 +385,6 @@ mod tests {
         round_trip(Expr::Reject { ty: NFT_REJECT_ICMPX_UNREACH, code: NFT_REJECT_ICMPX_ADMIN_PROHIBITED });
         round_trip(Expr::Lookup { set: "allow4".into(), sreg: NFT_REG_1, inv: false });
         round_trip(Expr::Lookup { set: "same_subnet4".into(), sreg: NFT_REG_1, inv: true });
-    }
-
-    /// Hex bytes separated by spaces and line breaks.
-    fn hex(text: &str) -> Vec<u8> {
-        text.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
     }
 
     /// Our encoding equals `bytes`, and `bytes` decode to `e`.

@@ -40,6 +40,12 @@ pub enum NlError {
     NoAnswer(String),
 }
 
+/// Bytes written as hex pairs separated by whitespace (how the tests keep captured messages).
+#[cfg(test)]
+pub(crate) fn hex(text: &str) -> Vec<u8> {
+    text.split_whitespace().map(|b| u8::from_str_radix(b, 16).expect("hex byte")).collect()
+}
+
 impl NlError {
     /// The errno behind a kernel or socket failure, if any.
     pub fn errno(&self) -> Option<Errno> {

@@ -216,11 +216,8 @@ pub fn getsetelem_dump(seq: u32, family: u8, table: &str, set: &str) -> Vec<u8> 
 mod tests {
     use super::*;
     use crate::nft::attr::Attrs;
+    use crate::nft::hex;
     use crate::nft::msg::{parse, NFGENMSG_LEN, NLMSG_HDRLEN};
-
-    fn hex(text: &str) -> Vec<u8> {
-        text.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
-    }
 
     /// `msg` with the top-level attributes of the given types cut out (and its length fixed):
     /// how a capture from nft compares with what we send without nft's extras.

@@ -119,66 +119,27 @@ impl Netlink {
 
     /// Whether a chain exists.
     pub fn chain_exists(&mut self, family: u8, table: &str, chain: &str) -> Result<bool, NlError> {
-        let seq = self.take_seq();
         let what = format!("GETCHAIN {} {table} {chain}", family_name(family));
-        self.exists(msg::getchain(seq, family, table, chain), seq, &what)
+        Ok(self.get(&what, |seq| msg::getchain(seq, family, table, chain))?.is_some())
     }
 
     /// Whether a table exists.
     pub fn table_exists(&mut self, family: u8, table: &str) -> Result<bool, NlError> {
-        let seq = self.take_seq();
         let what = format!("GETTABLE {} {table}", family_name(family));
-        self.exists(msg::gettable(seq, family, table), seq, &what)
-    }
-
-    /// Sends a GET for one object: a reply means it exists, ENOENT that it does not.
-    fn exists(&mut self, request: Vec<u8>, seq: u32, what: &str) -> Result<bool, NlError> {
-        self.send(&request)?;
-        loop {
-            let n = self.recv(false, what)?.unwrap_or(0);
-            for reply in msg::parse(&self.buf[..n])? {
-                match (reply.seq == seq, reply.ty) {
-                    (false, _) => continue,
-                    (true, NLMSG_ERROR) => match reply.error()?.0 {
-                        e if e == Errno::ENOENT as i32 => return Ok(false),
-                        e => return Err(kernel_error(what, e)),
-                    },
-                    (true, _) => return Ok(true),
-                }
-            }
-        }
+        Ok(self.get(&what, |seq| msg::gettable(seq, family, table))?.is_some())
     }
 
     /// The rules of one chain, in order; `None` when the table or chain does not exist.
     pub fn dump_rules(&mut self, family: u8, table: &str, chain: &str) -> Result<Option<Vec<NftRule>>, NlError> {
+        // A rule dump filtered by a missing chain answers an empty list: ask for the chain first.
         if !self.chain_exists(family, table, chain)? {
             return Ok(None);
         }
-        let seq = self.take_seq();
-        self.send(&msg::getrule_dump(seq, family, table, chain))?;
         let what = format!("GETRULE {} {table} {chain}", family_name(family));
-        let mut rules = Vec::new();
-        loop {
-            let n = self.recv(false, &what)?.unwrap_or(0);
-            let buf = self.buf[..n].to_vec();
-            for reply in msg::parse(&buf)? {
-                if reply.seq != seq {
-                    continue;
-                }
-                if reply.flags & NLM_F_DUMP_INTR != 0 {
-                    self.drain_dump(seq)?;
-                    return Err(NlError::Concurrent);
-                }
-                match reply.ty {
-                    NLMSG_DONE => return Ok(Some(rules)),
-                    NLMSG_ERROR => match reply.error()?.0 {
-                        0 => continue,
-                        e => return Err(kernel_error(&what, e)),
-                    },
-                    _ => rules.push(NftRule::decode(&reply)?),
-                }
-            }
-        }
+        let Some(dump) = self.get(&what, |seq| msg::getrule_dump(seq, family, table, chain))? else {
+            return Ok(None);
+        };
+        dump.iter().map(|r| NftRule::decode(&r.reply())).collect::<Result<_, _>>().map(Some)
     }
 
     /// Sends the GET request `make` builds (a dump when it carries NLM_F_DUMP) and collects the

@@ -130,12 +130,7 @@ fn nft_rules() -> Vec<NftRule> {
     let text = include_str!("testdata/nft-rules.hex");
     let mut rules = Vec::new();
     for chunk in text.split("# rule:").skip(1) {
-        let bytes: Vec<u8> = chunk
-            .lines()
-            .skip(1)
-            .flat_map(|l| l.split_whitespace())
-            .map(|b| u8::from_str_radix(b, 16).unwrap())
-            .collect();
+        let bytes = crate::nft::hex(&chunk.lines().skip(1).collect::<Vec<_>>().join("\n"));
         let mut rule = NftRule::decode(&parse(&bytes).unwrap()[0]).unwrap();
         rule.exprs.retain(|e| e.name() != "byteorder");
         for e in &mut rule.exprs {

@@ -116,6 +116,9 @@ fn on_dockers_nftables_backend_auto_picks_the_table() {
     harness::require_kernel!();
     let dh = DockerHost::builder().nftables_backend().build();
     assert_eq!(check(&dh, &[]), (1, "absent: inet egress_guard: the table does not exist".into()));
+    let dry = ok(dh.egress_guard("apply", &["--dry-run"]));
+    assert!(dry.contains("+ add rule inet egress_guard forward iifname \"docker0\""), "{dry}");
+    assert_eq!(dh.host.run(&["nft", "list", "tables", "inet"]), "", "a dry run changes nothing");
     let out = ok(dh.egress_guard("apply", &[]));
     assert!(out.starts_with("target table: Docker's nftables backend detected"), "{out}");
     matrix(&dh, false);
@@ -174,7 +177,10 @@ fn both_layers_hold_each_alone() {
 fn reapplying_under_a_flood_lets_nothing_through() {
     harness::require_kernel!();
     let dh = DockerHost::builder().nftables_backend().build();
-    let apply = |how: &str| ok(dh.egress_guard("apply", &["--target", "table", "--reject-with", how]));
+    let apply = |how: &str| {
+        let out = ok(dh.egress_guard("apply", &["--target", "table", "--reject-with", how]));
+        assert!(out.contains("inet egress_guard: did write"), "{out}");
+    };
     apply("port-unreachable");
     let run = Flood::new(200, Duration::from_secs(4)).start(&dh.c1, (INTERNET_V4, SERVICE_PORT).into());
     let started = Instant::now();
@@ -198,10 +204,12 @@ fn block_host_refuses_new_connections_to_the_host_except_allowed_ones() {
     let dh = DockerHost::builder().nftables_backend().build();
     let mut servers = EchoServers::new();
     let gateways: [SocketAddr; 2] = [(DOCKER0_V4, SERVICE_PORT).into(), (DOCKER0_V6, SERVICE_PORT).into()];
-    servers.tcp_and_udp(&dh.host, &gateways);
+    let br_eg1: SocketAddr = (BR_EG1_V4, SERVICE_PORT).into();
+    servers.tcp_and_udp(&dh.host, &[gateways[0], gateways[1], br_eg1]);
     let to_host = |want_open: bool| -> Vec<Expect<'_>> {
-        let probes = gateways.iter().flat_map(|&a| [Probe::tcp(a), Probe::udp(a)]);
-        probes.map(|p| if want_open { Expect::open(&dh.c1, p) } else { Expect::closed(&dh.c1, p) }).collect()
+        let probes = gateways.iter().flat_map(|&a| [(&dh.c1, Probe::tcp(a)), (&dh.c1, Probe::udp(a))]);
+        let probes = probes.chain([(&dh.c3, Probe::tcp(br_eg1))]);
+        probes.map(|(ns, p)| if want_open { Expect::open(ns, p) } else { Expect::closed(ns, p) }).collect()
     };
     expect_all(&to_host(true));
 
@@ -215,7 +223,7 @@ fn block_host_refuses_new_connections_to_the_host_except_allowed_ones() {
         Expect::closed(&dh.c1, Probe::udp(gateways[0])),
         Expect::closed(&dh.c1, Probe::tcp(gateways[1])),
         Expect::closed(&dh.c1, Probe::udp(gateways[1])),
-        Expect::closed(&dh.c3, Probe::tcp((BR_EG1_V4, SERVICE_PORT))),
+        Expect::closed(&dh.c3, Probe::tcp(br_eg1)),
     ];
     table.extend(egress(&dh.c1, false));
     table.extend(must_stay_open(&dh));

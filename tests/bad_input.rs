@@ -69,7 +69,7 @@ fn bad_flags_and_configs_exit_2_and_change_nothing() {
     require_kernel!();
     let ns = docker_user_namespace("badinput");
     egress_guard_ok(&ns, &["apply"]);
-    let before = ns.run(&["nft", "--handle", "list", "ruleset"]);
+    let before = ns.run(&["nft", "--stateless", "--handle", "list", "ruleset"]);
     assert!(BAD_FLAGS.len() + BAD_CONFIGS.len() >= 25);
     for (args, needle) in BAD_FLAGS {
         assert_refused(&ns, args, needle);
@@ -82,7 +82,7 @@ fn bad_flags_and_configs_exit_2_and_change_nothing() {
         assert_refused(&ns, &["--config", path.to_str().unwrap()], needle);
     }
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(ns.run(&["nft", "--handle", "list", "ruleset"]), before, "a refused command changed the ruleset");
+    assert_eq!(ns.run(&["nft", "--stateless", "--handle", "list", "ruleset"]), before, "a refused command changed the ruleset");
 }
 
 #[test]

@@ -105,9 +105,18 @@ fn chain_step(state: &ChainState) -> Step {
     let family = state.family;
     let place = format!("{} {TABLE} {CHAIN}", family.nft_name());
     let (change, warning) = if !state.exists() {
-        (Change::Missing, Some(format!("no {place}: {} not covered (is ip6tables enabled in dockerd?)", family.nft_name())))
+        (
+            Change::Missing,
+            Some(format!("no {place}: {} not covered (is ip6tables enabled in dockerd?)", family.nft_name())),
+        )
     } else if !state.forward_jumps {
-        (Change::Unchanged, Some(format!("{} FORWARD does not jump to {CHAIN}: the guard is inert until dockerd adds the jump", family.nft_name())))
+        (
+            Change::Unchanged,
+            Some(format!(
+                "{} FORWARD does not jump to {CHAIN}: the guard is inert until dockerd adds the jump",
+                family.nft_name()
+            )),
+        )
     } else {
         (Change::Unchanged, None)
     };

@@ -179,7 +179,9 @@ mod tests {
 
     #[test]
     fn flags_become_a_spec() {
-        let cli = Cli::try_parse_from(["egress-guard", "apply", "--iface", "br-+", "--log", "--allow", "10.0.0.53:53/udp"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["egress-guard", "apply", "--iface", "br-+", "--log", "--allow", "10.0.0.53:53/udp"])
+                .unwrap();
         let Command::Apply(a) = cli.command else { panic!() };
         let spec = a.policy.spec();
         assert_eq!(spec.ifaces, Some(vec!["br-+".to_string()]));

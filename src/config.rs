@@ -104,13 +104,19 @@ fn parse_value(s: &str) -> Result<Value, String> {
     }
     if s.starts_with('"') {
         let (text, rest) = parse_string(s)?;
-        return if rest.trim().is_empty() { Ok(Value::Str(text)) } else { Err(format!("unexpected {rest:?} after the string")) };
+        return if rest.trim().is_empty() {
+            Ok(Value::Str(text))
+        } else {
+            Err(format!("unexpected {rest:?} after the string"))
+        };
     }
     if let Some(inner) = s.strip_prefix('[') {
         let inner = inner.strip_suffix(']').ok_or("array must end with ']'")?;
         return parse_list(inner).map(Value::List);
     }
-    s.parse::<i64>().map(Value::Int).map_err(|_| format!("{s:?} is not a string, integer, boolean or array (quote strings)"))
+    s.parse::<i64>()
+        .map(Value::Int)
+        .map_err(|_| format!("{s:?} is not a string, integer, boolean or array (quote strings)"))
 }
 
 /// A basic TOML string: `"…"` with `\"` and `\\`; returns the text and what follows.
@@ -211,8 +217,14 @@ target = "docker-user"
             e("\nifac = [\"docker0\"]"),
             "/etc/egress-guard/config.toml:2: unknown key \"ifac\" (keys: iface, subnet, allow, reject_with, log, log_rate, nflog_group, block_host, target)"
         );
-        assert_eq!(e("nflog_group = \"5\""), "/etc/egress-guard/config.toml:1: key \"nflog_group\" must be an integer, not a string");
-        assert_eq!(e("iface = \"docker0\""), "/etc/egress-guard/config.toml:1: key \"iface\" must be an array of strings, not a string");
+        assert_eq!(
+            e("nflog_group = \"5\""),
+            "/etc/egress-guard/config.toml:1: key \"nflog_group\" must be an integer, not a string"
+        );
+        assert_eq!(
+            e("iface = \"docker0\""),
+            "/etc/egress-guard/config.toml:1: key \"iface\" must be an array of strings, not a string"
+        );
         assert!(e("log = tru").contains(":1: key \"log\": \"tru\" is not a string"));
         assert!(e("iface = [\"a\"]\niface = [\"b\"]").contains(":2: key \"iface\" is set twice"));
         assert!(e("[policy]").contains(":1: tables are not used here"));

@@ -52,8 +52,13 @@ impl Error {
     /// Exit codes: 2 bad usage (nothing changed), 3 kernel refused, 4 gave up on concurrency.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Policy(_) | Error::Config(_) | Error::ConfigRead { .. } | Error::Netns(NetnsError::NotFound { .. }) => 2,
-            Error::Netns(_) | Error::Permission | Error::NoNfTables | Error::NoDockerUser { .. } | Error::Kernel(_) => 3,
+            Error::Policy(_)
+            | Error::Config(_)
+            | Error::ConfigRead { .. }
+            | Error::Netns(NetnsError::NotFound { .. }) => 2,
+            Error::Netns(_) | Error::Permission | Error::NoNfTables | Error::NoDockerUser { .. } | Error::Kernel(_) => {
+                3
+            }
             Error::GaveUp(_) => 4,
         }
     }

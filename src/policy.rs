@@ -268,11 +268,12 @@ fn parse_net(flag: &str, s: &str, need_prefix: bool) -> Result<IpNet, PolicyErro
 /// `CIDR`, `CIDR:PORT/PROTO` or `[IPv6-CIDR]:PORT/PROTO`; a bare address means /32 or /128.
 pub fn parse_allow(s: &str) -> Result<Allow, PolicyError> {
     let (net, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (net, after) =
-            rest.split_once(']').ok_or_else(|| PolicyError(format!("--allow {s:?}: missing ']' after the IPv6 network")))?;
-        let port = after
-            .strip_prefix(':')
-            .ok_or_else(|| PolicyError(format!("--allow {s:?}: expected [NET]:PORT/PROTO, e.g. [2001:db8::53]:53/udp")))?;
+        let (net, after) = rest
+            .split_once(']')
+            .ok_or_else(|| PolicyError(format!("--allow {s:?}: missing ']' after the IPv6 network")))?;
+        let port = after.strip_prefix(':').ok_or_else(|| {
+            PolicyError(format!("--allow {s:?}: expected [NET]:PORT/PROTO, e.g. [2001:db8::53]:53/udp"))
+        })?;
         (net, Some(port))
     } else if s.matches(':').count() == 1 {
         let (net, port) = s.split_once(':').unwrap_or((s, ""));
@@ -314,7 +315,11 @@ fn check_allow_families(allow: &[Allow], subnets: &[IpNet], ifaces: &[String]) -
 
 /// `RATE/UNIT` with UNIT second, minute, hour or day (also sec, min, s, m, h, d).
 pub fn parse_rate(s: &str) -> Result<Limit, PolicyError> {
-    let bad = || PolicyError(format!("--log-rate {s:?}: expected RATE/UNIT such as 10/minute (unit second, minute, hour or day)"));
+    let bad = || {
+        PolicyError(format!(
+            "--log-rate {s:?}: expected RATE/UNIT such as 10/minute (unit second, minute, hour or day)"
+        ))
+    };
     let (rate, unit) = s.split_once('/').ok_or_else(bad)?;
     let unit = match unit {
         "second" | "sec" | "s" => 1,

@@ -161,7 +161,12 @@ impl Report {
     }
 
     pub fn human(&self) -> String {
-        let mut s = format!("egress-guard {} (target {}: {})\n", self.verdict().word(), self.choice.target.word(), self.choice.why);
+        let mut s = format!(
+            "egress-guard {} (target {}: {})\n",
+            self.verdict().word(),
+            self.choice.target.word(),
+            self.choice.why
+        );
         for p in self.required.iter().chain(&self.optional) {
             let _ = write!(s, "\n{}: ", p.place);
             if !p.exists {
@@ -197,7 +202,9 @@ fn place_json(p: &PlaceStatus) -> String {
     let rules: Vec<String> = p
         .ours
         .iter()
-        .map(|r| format!("{{\"rule\":{},\"packets\":{}}}", r.line.as_deref().map_or("null".into(), json_str), r.packets))
+        .map(|r| {
+            format!("{{\"rule\":{},\"packets\":{}}}", r.line.as_deref().map_or("null".into(), json_str), r.packets)
+        })
         .collect();
     format!(
         "{{\"place\":{},\"exists\":{},\"reached\":{},\"verdict\":{},\"reason\":{},\"foreign_rules\":{},\"rules\":[{}]}}",

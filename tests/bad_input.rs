@@ -82,7 +82,11 @@ fn bad_flags_and_configs_exit_2_and_change_nothing() {
         assert_refused(&ns, &["--config", path.to_str().unwrap()], needle);
     }
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(ns.run(&["nft", "--stateless", "--handle", "list", "ruleset"]), before, "a refused command changed the ruleset");
+    assert_eq!(
+        ns.run(&["nft", "--stateless", "--handle", "list", "ruleset"]),
+        before,
+        "a refused command changed the ruleset"
+    );
 }
 
 #[test]

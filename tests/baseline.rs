@@ -40,10 +40,7 @@ fn published(internet: &Netns) -> Vec<Expect<'_>> {
     vec![
         Expect::open(internet, Probe::tcp((HOST_V4, PUBLISHED_PORT))),
         Expect::open(internet, Probe::tcp((HOST_V6, PUBLISHED_PORT))),
-        Expect::open(
-            internet,
-            Probe::tcp((HOST_V4, PUBLISHED_PORT)).from(LAN_CLIENT_V4),
-        ),
+        Expect::open(internet, Probe::tcp((HOST_V4, PUBLISHED_PORT)).from(LAN_CLIENT_V4)),
     ]
 }
 
@@ -72,34 +69,14 @@ fn blocked_paths_show(v4_rule: &str, v6_rule: &str, outcome: Outcome, timeout: D
     }
     let mut table = Vec::new();
     for (internet, host, c2) in [
-        (
-            IpAddr::from(INTERNET_V4),
-            IpAddr::from(HOST_V4),
-            IpAddr::from(C2_V4),
-        ),
+        (IpAddr::from(INTERNET_V4), IpAddr::from(HOST_V4), IpAddr::from(C2_V4)),
         (INTERNET_V6.into(), HOST_V6.into(), C2_V6.into()),
     ] {
-        table.push(Expect::exactly(
-            &dh.c1,
-            Probe::tcp((internet, SERVICE_PORT)).timeout(timeout),
-            outcome,
-        ));
-        table.push(Expect::exactly(
-            &dh.c1,
-            Probe::udp((internet, DNS_PORT)).timeout(timeout),
-            outcome,
-        ));
-        table.push(Expect::exactly(
-            &dh.c1,
-            Probe::ping(internet).timeout(timeout),
-            outcome,
-        ));
+        table.push(Expect::exactly(&dh.c1, Probe::tcp((internet, SERVICE_PORT)).timeout(timeout), outcome));
+        table.push(Expect::exactly(&dh.c1, Probe::udp((internet, DNS_PORT)).timeout(timeout), outcome));
+        table.push(Expect::exactly(&dh.c1, Probe::ping(internet).timeout(timeout), outcome));
         let published = SocketAddr::new(host, PUBLISHED_PORT);
-        table.push(Expect::exactly(
-            &dh.internet,
-            Probe::tcp(published).timeout(timeout),
-            outcome,
-        ));
+        table.push(Expect::exactly(&dh.internet, Probe::tcp(published).timeout(timeout), outcome));
         let same_bridge = Probe::tcp((c2, SERVICE_PORT)).timeout(timeout);
         table.push(match c2 {
             IpAddr::V4(_) => Expect::exactly(&dh.c1, same_bridge, outcome),
@@ -121,22 +98,12 @@ fn an_admin_prohibited_path_is_seen_as_unreachable() {
     harness::require_kernel!();
     let v4 = "-j REJECT --reject-with icmp-admin-prohibited";
     let v6 = "-j REJECT --reject-with icmp6-adm-prohibited";
-    blocked_paths_show(
-        v4,
-        v6,
-        Outcome::Closed(Closed::Unreachable),
-        DEFAULT_TIMEOUT,
-    );
+    blocked_paths_show(v4, v6, Outcome::Closed(Closed::Unreachable), DEFAULT_TIMEOUT);
 }
 
 #[test]
 fn a_dropped_path_is_seen_as_timeout() {
     harness::require_kernel!();
     let timeout = Duration::from_millis(300);
-    blocked_paths_show(
-        "-j DROP",
-        "-j DROP",
-        Outcome::Closed(Closed::Timeout),
-        timeout,
-    );
+    blocked_paths_show("-j DROP", "-j DROP", Outcome::Closed(Closed::Timeout), timeout);
 }

@@ -56,7 +56,13 @@ fn kernel_dump(ns: &Netns, family: Family) -> Vec<Vec<egress_guard::nft::expr::E
 fn nft_netlink(ns: &Netns, family: Family) -> String {
     let text = ns.run(&["nft", "--debug=netlink", "list", "chain", family.nft_name(), TABLE, CHAIN]);
     text.lines()
-        .map(|l| if l.starts_with(family.nft_name()) { l.split_whitespace().take(3).collect::<Vec<_>>().join(" ") } else { l.to_string() })
+        .map(|l| {
+            if l.starts_with(family.nft_name()) {
+                l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+            } else {
+                l.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

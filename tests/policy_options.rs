@@ -173,12 +173,26 @@ fn blocked_attempts_are_logged_within_the_rate_limit() {
 fn dry_run_prints_what_apply_then_writes() {
     harness::require_kernel!();
     let dh = DockerHost::new();
-    let args = ["--allow", "198.51.100.2:53/udp", "--reject-with", "tcp-reset", "--log", "--subnet", "172.17.0.0/16", "--iface", "docker0"];
+    let args = [
+        "--allow",
+        "198.51.100.2:53/udp",
+        "--reject-with",
+        "tcp-reset",
+        "--log",
+        "--subnet",
+        "172.17.0.0/16",
+        "--iface",
+        "docker0",
+    ];
     let before = dh.host.run(&["nft", "--stateless", "--handle", "list", "ruleset"]);
     let mut dry = vec!["--dry-run"];
     dry.extend(args);
     let planned = ok(dh.egress_guard("apply", &dry));
-    assert_eq!(dh.host.run(&["nft", "--stateless", "--handle", "list", "ruleset"]), before, "dry run changed the ruleset");
+    assert_eq!(
+        dh.host.run(&["nft", "--stateless", "--handle", "list", "ruleset"]),
+        before,
+        "dry run changed the ruleset"
+    );
     ok(dh.egress_guard("apply", &args));
     for (family, ipt) in [("ip ", "iptables"), ("ip6 ", "ip6tables")] {
         let section: Vec<&str> = planned

@@ -5,8 +5,8 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use crate::harness::require_kernel;
-use crate::iptables_compat::{docker_user_namespace, egress_guard, egress_guard_ok};
 use crate::harness::Netns;
+use crate::iptables_compat::{docker_user_namespace, egress_guard, egress_guard_ok};
 
 /// `check`'s exit code and its one line.
 fn check(ns: &Netns) -> (i32, String) {
@@ -37,9 +37,15 @@ fn verdicts_follow_the_kernel() {
     // No FORWARD jump: the rules are there but inert.
     ns.run(&["iptables", "-D", "FORWARD", "-j", "DOCKER-USER"]);
     let (code, line) = check(&ns);
-    assert_eq!((code, line.as_str()), (1, "drifted: ip filter DOCKER-USER: FORWARD does not jump to DOCKER-USER: the guard is inert"));
+    assert_eq!(
+        (code, line.as_str()),
+        (1, "drifted: ip filter DOCKER-USER: FORWARD does not jump to DOCKER-USER: the guard is inert")
+    );
     let json = egress_guard_ok(&ns, &["status", "--json"]);
-    assert!(json.contains("{\"place\":\"ip filter DOCKER-USER\",\"exists\":true,\"reached\":false,\"verdict\":\"drifted\""), "{json}");
+    assert!(
+        json.contains("{\"place\":\"ip filter DOCKER-USER\",\"exists\":true,\"reached\":false,\"verdict\":\"drifted\""),
+        "{json}"
+    );
 
     // A different policy is drift too: check compares with the options it is given.
     ns.run(&["iptables", "-A", "FORWARD", "-j", "DOCKER-USER"]);

@@ -80,8 +80,14 @@ fn on_the_iptables_nft_host_the_table_guards_and_remove_reopens() {
     assert!(!dh.host.run(&["iptables", "-S", "DOCKER-USER"]).contains("egress-guard"), "table only");
 
     let status = ok(dh.egress_guard("status", &["--target", "table", "--json"]));
-    assert!(status.contains("{\"place\":\"inet egress_guard\",\"exists\":true,\"reached\":true,\"verdict\":\"in place\""), "{status}");
-    assert!(!status.contains("\"packets\":0},{\"rule\":\"add rule inet egress_guard forward iifname \\\"br-*\\\""), "{status}");
+    assert!(
+        status.contains("{\"place\":\"inet egress_guard\",\"exists\":true,\"reached\":true,\"verdict\":\"in place\""),
+        "{status}"
+    );
+    assert!(
+        !status.contains("\"packets\":0},{\"rule\":\"add rule inet egress_guard forward iifname \\\"br-*\\\""),
+        "{status}"
+    );
 
     ok(dh.egress_guard("remove", &["--target", "table"]));
     assert_eq!(dh.host.run(&["nft", "list", "tables", "inet"]), "");
@@ -106,7 +112,9 @@ fn without_any_docker_auto_picks_the_table_and_remove_leaves_the_rest() {
     ns.run(&["nft", "add", "table", "inet", "mine"]);
     let out = egress_guard_ok(&ns, &["apply"]);
     assert!(out.starts_with("target table: no Docker rules in nf_tables"), "{out}");
-    assert!(ns.run(&["nft", "list", "table", "inet", "egress_guard"]).contains("hook forward priority filter - 1; policy accept;"));
+    assert!(ns
+        .run(&["nft", "list", "table", "inet", "egress_guard"])
+        .contains("hook forward priority filter - 1; policy accept;"));
     egress_guard_ok(&ns, &["remove"]);
     assert_eq!(ns.run(&["nft", "list", "tables"]), "table inet mine\n");
 }
@@ -132,7 +140,10 @@ fn on_dockers_nftables_backend_auto_picks_the_table() {
     // Drift by hand is seen, and healed by the next apply.
     dh.host.run(&["nft", "delete", "rule", "inet", "egress_guard", "forward", "handle", &first_handle(&dh.host)]);
     let (code, line) = check(&dh, &[]);
-    assert_eq!((code, line.as_str()), (1, "drifted: inet egress_guard: chain forward holds 1 rules where the policy has 2"));
+    assert_eq!(
+        (code, line.as_str()),
+        (1, "drifted: inet egress_guard: chain forward holds 1 rules where the policy has 2")
+    );
     ok(dh.egress_guard("apply", &[]));
     assert_eq!(check(&dh, &[]).0, 0);
     // Docker's own tables are untouched.

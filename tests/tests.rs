@@ -2,12 +2,12 @@
 
 mod harness;
 
-mod baseline;
-mod iptables_compat;
-mod guard_traffic;
-mod status_check;
-mod policy_options;
-mod bad_input;
 mod atomic_switch;
-mod table_target;
+mod bad_input;
+mod baseline;
 mod concurrency;
+mod guard_traffic;
+mod iptables_compat;
+mod policy_options;
+mod status_check;
+mod table_target;

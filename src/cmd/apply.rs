@@ -16,7 +16,12 @@ pub fn run(args: ApplyArgs) -> Result<i32, Error> {
             Change::Unchanged => println!("{}: already in place", step.place),
             Change::Missing => {}
             Change::Written => {
-                println!("{}: {verb} write {} rule(s), delete {} old one(s)", step.place, step.added.len(), step.removed.len());
+                println!(
+                    "{}: {verb} write {} rule(s), delete {} old one(s)",
+                    step.place,
+                    step.added.len(),
+                    step.removed.len()
+                );
                 for rule in &step.added {
                     match &rule.iptables {
                         Some(line) => println!("  + {line}\n      nft: {}", rule.nft),
@@ -37,4 +42,3 @@ pub fn run(args: ApplyArgs) -> Result<i32, Error> {
     }
     Ok(0)
 }
-

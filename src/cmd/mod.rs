@@ -39,9 +39,8 @@ fn resolve(args: &PolicyArgs) -> Result<(Policy, Target), Error> {
     let file = read_config(args.config.as_deref())?;
     let policy = args.spec().over(file.policy).resolve()?;
     let word = args.target.target.clone().or(file.target).unwrap_or_else(|| "auto".into());
-    let target = Target::parse(&word).ok_or_else(|| {
-        PolicyError(format!("target {word:?}: unknown; use {}", Target::WORDS.join(", ")))
-    })?;
+    let target = Target::parse(&word)
+        .ok_or_else(|| PolicyError(format!("target {word:?}: unknown; use {}", Target::WORDS.join(", "))))?;
     Ok((policy, target))
 }
 

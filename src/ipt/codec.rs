@@ -98,14 +98,21 @@ fn addr_bytes(a: IpAddr) -> Vec<u8> {
 fn addr(e: &mut Vec<Expr>, offset: u32, m: &AddrMatch) {
     let net = addr_bytes(m.net.network());
     let plen = m.net.prefix_len() as usize;
-    let load = |len: usize| Expr::Payload { dreg: NFT_REG_1, base: NFT_PAYLOAD_NETWORK_HEADER, offset, len: len as u32 };
-    if plen % 8 == 0 {
+    let load =
+        |len: usize| Expr::Payload { dreg: NFT_REG_1, base: NFT_PAYLOAD_NETWORK_HEADER, offset, len: len as u32 };
+    if plen.is_multiple_of(8) {
         e.push(load(plen / 8));
         e.push(cmp(op(m.negate), net[..plen / 8].to_vec()));
     } else {
         e.push(load(net.len()));
         let mask = addr_bytes(m.net.netmask());
-        e.push(Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, len: net.len() as u32, mask, xor: vec![0; net.len()] });
+        e.push(Expr::Bitwise {
+            sreg: NFT_REG_1,
+            dreg: NFT_REG_1,
+            len: net.len() as u32,
+            mask,
+            xor: vec![0; net.len()],
+        });
         e.push(cmp(op(m.negate), net));
     }
 }
@@ -192,8 +199,12 @@ impl Decoder<'_> {
                     let (_, data) = self.cmp()?;
                     r.dport = Some(u16::from_be_bytes(data.try_into().ok()?));
                 }
-                Expr::Match { name, info, .. } if name == Conntrack::NAME => r.ctstate = Some(Conntrack::decode(&info)?),
-                Expr::Match { name, info, .. } if name == xt::Comment::NAME => r.comment = Some(xt::Comment::decode(&info)?),
+                Expr::Match { name, info, .. } if name == Conntrack::NAME => {
+                    r.ctstate = Some(Conntrack::decode(&info)?)
+                }
+                Expr::Match { name, info, .. } if name == xt::Comment::NAME => {
+                    r.comment = Some(xt::Comment::decode(&info)?)
+                }
                 Expr::Limit { rate, unit, burst, .. } => r.limit = Some(Limit { rate, unit, burst }),
                 Expr::Counter { .. } => {
                     r.action = self.action()?;

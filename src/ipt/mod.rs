@@ -150,9 +150,14 @@ pub enum Action {
     Jump(String),
     Reject(RejectWith),
     /// `-j LOG --log-prefix P` (level 4, the default).
-    Log { prefix: String },
+    Log {
+        prefix: String,
+    },
     /// `-j NFLOG --nflog-group G [--nflog-prefix P]`.
-    Nflog { group: u16, prefix: Option<String> },
+    Nflog {
+        group: u16,
+        prefix: Option<String>,
+    },
 }
 
 /// One iptables rule. Field order is the order iptables-nft 1.8.9 encodes and prints them.

@@ -99,8 +99,7 @@ impl<'a> Attr<'a> {
     /// A string attribute; a trailing NUL (and anything after it) is not part of the value.
     pub fn string(&self) -> Result<String, NlError> {
         let end = self.payload.iter().position(|&b| b == 0).unwrap_or(self.payload.len());
-        String::from_utf8(self.payload[..end].to_vec())
-            .map_err(|_| NlError::Malformed("attribute string is not UTF-8"))
+        String::from_utf8(self.payload[..end].to_vec()).map_err(|_| NlError::Malformed("attribute string is not UTF-8"))
     }
 
     pub fn nested(&self) -> Attrs<'a> {
@@ -108,9 +107,7 @@ impl<'a> Attr<'a> {
     }
 
     fn fixed<const N: usize>(&self) -> Result<[u8; N], NlError> {
-        self.payload
-            .try_into()
-            .map_err(|_| NlError::Malformed("attribute has an unexpected length"))
+        self.payload.try_into().map_err(|_| NlError::Malformed("attribute has an unexpected length"))
     }
 }
 
@@ -165,10 +162,7 @@ mod tests {
         w.nest(5, |w| {
             w.put_be32(1, 0).put_be32(2, 0);
         });
-        assert_eq!(
-            w.into_bytes(),
-            [0x14, 0, 0x05, 0x80, 8, 0, 1, 0, 0, 0, 0, 0, 8, 0, 2, 0, 0, 0, 0, 0]
-        );
+        assert_eq!(w.into_bytes(), [0x14, 0, 0x05, 0x80, 8, 0, 1, 0, 0, 0, 0, 0, 8, 0, 2, 0, 0, 0, 0, 0]);
     }
 
     #[test]

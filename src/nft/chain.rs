@@ -56,11 +56,9 @@ mod tests {
         // policy accept; }` in `table inet egress_guard` (the kernel's dump has the same
         // attributes plus handle and use): TABLE | NAME "forward" | TYPE "filter" | POLICY 1 |
         // HOOK { HOOKNUM 2, PRIORITY -1 }
-        let msg = hex(
-            "5c 00 00 00 03 0a 01 04 02 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 \
+        let msg = hex("5c 00 00 00 03 0a 01 04 02 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 \
              73 73 5f 67 75 61 72 64 00 00 00 00 0c 00 03 00 66 6f 72 77 61 72 64 00 0b 00 07 00 66 69 6c 74 \
-             65 72 00 00 08 00 05 00 00 00 00 01 14 00 04 80 08 00 01 00 00 00 00 02 08 00 02 00 ff ff ff ff",
-        );
+             65 72 00 00 08 00 05 00 00 00 00 01 14 00 04 80 08 00 01 00 00 00 00 02 08 00 02 00 ff ff ff ff");
         let def = ChainDef::decode(&parse(&msg).unwrap()[0]).unwrap();
         assert_eq!(
             def,

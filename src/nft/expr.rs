@@ -9,35 +9,92 @@ use super::NlError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expr {
     /// `meta load KEY => reg DREG`
-    Meta { key: u32, dreg: u32 },
+    Meta {
+        key: u32,
+        dreg: u32,
+    },
     /// `cmp OP reg SREG DATA`
-    Cmp { sreg: u32, op: u32, data: Vec<u8> },
+    Cmp {
+        sreg: u32,
+        op: u32,
+        data: Vec<u8>,
+    },
     /// `payload load LEN b @ BASE + OFFSET => reg DREG`
-    Payload { dreg: u32, base: u32, offset: u32, len: u32 },
+    Payload {
+        dreg: u32,
+        base: u32,
+        offset: u32,
+        len: u32,
+    },
     /// `bitwise reg DREG = (reg SREG & MASK) ^ XOR` (the boolean form iptables emits)
-    Bitwise { sreg: u32, dreg: u32, len: u32, mask: Vec<u8>, xor: Vec<u8> },
-    Counter { bytes: u64, packets: u64 },
+    Bitwise {
+        sreg: u32,
+        dreg: u32,
+        len: u32,
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
+    Counter {
+        bytes: u64,
+        packets: u64,
+    },
     /// An immediate verdict (register 0), with the chain for jump/goto.
-    Verdict { code: i32, chain: Option<String> },
+    Verdict {
+        code: i32,
+        chain: Option<String>,
+    },
     /// Packet-rate limit: RATE packets per UNIT seconds, BURST.
-    Limit { rate: u64, unit: u64, burst: u32, ty: u32, flags: u32 },
+    Limit {
+        rate: u64,
+        unit: u64,
+        burst: u32,
+        ty: u32,
+        flags: u32,
+    },
     /// NFLOG-style log (always with a group: group-less `log` makes iptables-nft give up).
-    Log { group: u16, prefix: Option<String> },
+    Log {
+        group: u16,
+        prefix: Option<String>,
+    },
     /// Kernel-log `log` (no group), for our own table only. The kernel dumps the level even
     /// when nft leaves it out, so we always send it.
-    LogKernel { prefix: Option<String>, level: u32 },
+    LogKernel {
+        prefix: Option<String>,
+        level: u32,
+    },
     /// `ct load KEY => reg DREG` (native conntrack: our own table only, never `ip filter`).
-    Ct { key: u32, dreg: u32 },
+    Ct {
+        key: u32,
+        dreg: u32,
+    },
     /// Native `reject`: TYPE (ICMP/TCP reset/ICMPX) and the ICMP(X) code.
-    Reject { ty: u32, code: u8 },
+    Reject {
+        ty: u32,
+        code: u8,
+    },
     /// `lookup reg SREG set SET`, negated by `inv`.
-    Lookup { set: String, sreg: u32, inv: bool },
+    Lookup {
+        set: String,
+        sreg: u32,
+        inv: bool,
+    },
     /// xt match via nft_compat: name, revision, the match's C struct in host byte order.
-    Match { name: String, rev: u32, info: Vec<u8> },
+    Match {
+        name: String,
+        rev: u32,
+        info: Vec<u8>,
+    },
     /// xt target via nft_compat.
-    Target { name: String, rev: u32, info: Vec<u8> },
+    Target {
+        name: String,
+        rev: u32,
+        info: Vec<u8>,
+    },
     /// Anything else, kept as the raw `NFTA_EXPR_DATA` payload.
-    Other { name: String, data: Vec<u8> },
+    Other {
+        name: String,
+        data: Vec<u8>,
+    },
 }
 
 impl Expr {
@@ -146,14 +203,10 @@ impl Expr {
                 }
             }
             Expr::Match { name, rev, info } => {
-                w.put_strz(NFTA_MATCH_NAME, name)
-                    .put_be32(NFTA_MATCH_REV, *rev)
-                    .put_bytes(NFTA_MATCH_INFO, info);
+                w.put_strz(NFTA_MATCH_NAME, name).put_be32(NFTA_MATCH_REV, *rev).put_bytes(NFTA_MATCH_INFO, info);
             }
             Expr::Target { name, rev, info } => {
-                w.put_strz(NFTA_TARGET_NAME, name)
-                    .put_be32(NFTA_TARGET_REV, *rev)
-                    .put_bytes(NFTA_TARGET_INFO, info);
+                w.put_strz(NFTA_TARGET_NAME, name).put_be32(NFTA_TARGET_REV, *rev).put_bytes(NFTA_TARGET_INFO, info);
             }
             Expr::Other { .. } => unreachable!("raw expressions are written by encode"),
         }
@@ -263,10 +316,7 @@ impl<'a> Fields<'a> {
     }
 
     fn counter(&self) -> Option<Expr> {
-        Some(Expr::Counter {
-            bytes: self.be64(NFTA_COUNTER_BYTES)?,
-            packets: self.be64(NFTA_COUNTER_PACKETS)?,
-        })
+        Some(Expr::Counter { bytes: self.be64(NFTA_COUNTER_BYTES)?, packets: self.be64(NFTA_COUNTER_PACKETS)? })
     }
 
     fn verdict(&self) -> Option<Expr> {
@@ -278,10 +328,7 @@ impl<'a> Fields<'a> {
             return None;
         }
         let verdict = Fields::read(data.payload).ok()?;
-        Some(Expr::Verdict {
-            code: verdict.be32(NFTA_VERDICT_CODE)? as i32,
-            chain: verdict.string(NFTA_VERDICT_CHAIN),
-        })
+        Some(Expr::Verdict { code: verdict.be32(NFTA_VERDICT_CODE)? as i32, chain: verdict.string(NFTA_VERDICT_CHAIN) })
     }
 
     fn limit(&self) -> Option<Expr> {
@@ -295,10 +342,7 @@ impl<'a> Fields<'a> {
     }
 
     fn log(&self) -> Option<Expr> {
-        Some(Expr::Log {
-            group: self.get(NFTA_LOG_GROUP)?.be16().ok()?,
-            prefix: self.string(NFTA_LOG_PREFIX),
-        })
+        Some(Expr::Log { group: self.get(NFTA_LOG_GROUP)?.be16().ok()?, prefix: self.string(NFTA_LOG_PREFIX) })
     }
 
     fn log_kernel(&self) -> Option<Expr> {
@@ -343,11 +387,7 @@ impl<'a> Fields<'a> {
         let name = self.string(NFTA_MATCH_NAME)?;
         let rev = self.be32(NFTA_MATCH_REV)?;
         let info = self.get(NFTA_MATCH_INFO)?.payload.to_vec();
-        Some(if is_match {
-            Expr::Match { name, rev, info }
-        } else {
-            Expr::Target { name, rev, info }
-        })
+        Some(if is_match { Expr::Match { name, rev, info } } else { Expr::Target { name, rev, info } })
     }
 }
 
@@ -448,10 +488,8 @@ mod tests {
         // `ip daddr != @s`: SREG be32 1, SET "s\0", SET_ID be32 1, FLAGS be32 1 (inverted).
         // nft also names the set by the id it gave it in the same batch; the kernel finds a set
         // created earlier in the batch by name too, and never dumps the id, so we leave it out.
-        let nft = hex(
-            "34 00 01 80 0b 00 01 00 6c 6f 6f 6b 75 70 00 00 24 00 02 80 08 00 02 00 00 00 00 01 \
-             06 00 01 00 73 00 00 00 08 00 04 00 00 00 00 01 08 00 05 00 00 00 00 01",
-        );
+        let nft = hex("34 00 01 80 0b 00 01 00 6c 6f 6f 6b 75 70 00 00 24 00 02 80 08 00 02 00 00 00 00 01 \
+             06 00 01 00 73 00 00 00 08 00 04 00 00 00 00 01 08 00 05 00 00 00 00 01");
         let e = Expr::Lookup { set: "s".into(), sreg: NFT_REG_1, inv: true };
         assert_eq!(Expr::decode(&Attrs::new(&nft).next().unwrap().unwrap()).unwrap(), e);
         same_as_nft(

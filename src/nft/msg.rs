@@ -185,10 +185,7 @@ mod tests {
     fn getgen_matches_reference_bytes() {
         // reference §9: 14 00 00 00 10 0a 01 00 <seq> 00000000 00 00 00 00
         let msg = getgen(0x65);
-        assert_eq!(
-            msg,
-            [0x14, 0, 0, 0, 0x10, 0x0a, 0x01, 0, 0x65, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-        );
+        assert_eq!(msg, [0x14, 0, 0, 0, 0x10, 0x0a, 0x01, 0, 0x65, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]
@@ -204,10 +201,7 @@ mod tests {
             ]
         );
         // BATCH_END: 14 00 00 00 11 00 01 00 02 00 00 00 00 00 00 00 00 00 00 0a
-        assert_eq!(
-            &batch.bytes[28..],
-            [0x14, 0, 0, 0, 0x11, 0, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a]
-        );
+        assert_eq!(&batch.bytes[28..], [0x14, 0, 0, 0, 0x11, 0, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a]);
     }
 
     #[test]

@@ -85,10 +85,18 @@ impl NftSet {
             .into_iter()
             .map(move |(chunk, _)| {
                 move |seq| {
-                    build(nft_type(NFT_MSG_NEWSETELEM), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, seq, self.family, 0, |w| {
-                        w.put_strz(NFTA_SET_ELEM_LIST_TABLE, &self.table).put_strz(NFTA_SET_ELEM_LIST_SET, &self.name);
-                        w.put_bytes(NFTA_SET_ELEM_LIST_ELEMENTS | super::attr::NLA_F_NESTED, &chunk);
-                    })
+                    build(
+                        nft_type(NFT_MSG_NEWSETELEM),
+                        NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+                        seq,
+                        self.family,
+                        0,
+                        |w| {
+                            w.put_strz(NFTA_SET_ELEM_LIST_TABLE, &self.table)
+                                .put_strz(NFTA_SET_ELEM_LIST_SET, &self.name);
+                            w.put_bytes(NFTA_SET_ELEM_LIST_ELEMENTS | super::attr::NLA_F_NESTED, &chunk);
+                        },
+                    )
                 }
             })
             .collect()
@@ -280,11 +288,10 @@ mod tests {
         // nlmsghdr (NEWSET, REQUEST|CREATE, seq 3) | inet | TABLE | NAME "dst4" | FLAGS be32 4
         // (interval) | KEY_TYPE be32 7 (ipv4_addr) | KEY_LEN be32 4 | ID be32 1 | USERDATA
         // (key byte order: big endian)
-        let nft = hex(
-            "60 00 00 00 09 0a 01 04 03 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 73 73 5f 67 \
+        let nft =
+            hex("60 00 00 00 09 0a 01 04 03 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 73 73 5f 67 \
              75 61 72 64 00 00 00 00 09 00 02 00 64 73 74 34 00 00 00 00 08 00 03 00 00 00 00 04 08 00 04 00 \
-             00 00 00 07 08 00 05 00 00 00 00 04 08 00 0a 00 00 00 00 01 0a 00 0d 00 00 04 02 00 00 00 00 00",
-        );
+             00 00 00 07 08 00 05 00 00 00 00 04 08 00 0a 00 00 00 00 01 0a 00 0d 00 00 04 02 00 00 00 00 00");
         let mut ours = interval4().new_msg(3, 1);
         assert_eq!(flags_of(&mut ours), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK);
         assert_eq!(ours, without(&nft, &[NFTA_SET_USERDATA]));
@@ -295,13 +302,12 @@ mod tests {
     fn concatenated_interval_set_matches_nft() {
         // … FLAGS be32 0x84 (interval | concat) | KEY_TYPE 0x730d (7 << 12 | 12 << 6 | 13) |
         // KEY_LEN 12 | ID | DESC { CONCAT { {FIELD_LEN 4} {FIELD_LEN 1} {FIELD_LEN 2} } } | USERDATA
-        let nft = hex(
-            "94 00 00 00 09 0a 01 04 05 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 73 73 5f 67 \
+        let nft =
+            hex("94 00 00 00 09 0a 01 04 05 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 73 73 5f 67 \
              75 61 72 64 00 00 00 00 0a 00 02 00 64 73 74 34 70 00 00 00 08 00 03 00 00 00 00 84 08 00 04 00 \
              00 00 73 0d 08 00 05 00 00 00 00 0c 08 00 0a 00 00 00 00 02 2c 00 09 80 28 00 02 80 0c 00 01 80 \
              08 00 01 00 00 00 00 04 0c 00 01 80 08 00 01 00 00 00 00 01 0c 00 01 80 08 00 01 00 00 00 00 02 \
-             14 00 0d 00 00 04 00 00 00 00 03 08 00 04 0d 00 00 00 01 00",
-        );
+             14 00 0d 00 00 04 00 00 00 00 03 08 00 04 0d 00 00 00 01 00");
         let mut ours = concat4().new_msg(5, 2);
         flags_of(&mut ours);
         assert_eq!(ours, without(&nft, &[NFTA_SET_USERDATA]));
@@ -314,12 +320,11 @@ mod tests {
         // kernel needs none), the start 10.0.0.0, and the end 11.0.0.0 flagged INTERVAL_END.
         // NEWSETELEM | TABLE | SET "dst4" | SET_ID | ELEMENTS { {FLAGS 1, KEY 0.0.0.0}
         // {KEY 10.0.0.0} {FLAGS 1, KEY 11.0.0.0} }
-        let nft = hex(
-            "80 00 00 00 0c 0a 01 04 04 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 73 73 5f 67 \
+        let nft =
+            hex("80 00 00 00 0c 0a 01 04 04 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 73 73 5f 67 \
              75 61 72 64 00 00 00 00 09 00 02 00 64 73 74 34 00 00 00 00 08 00 04 00 00 00 00 01 44 00 03 80 \
              18 00 01 80 08 00 03 00 00 00 00 01 0c 00 01 80 08 00 01 00 00 00 00 00 10 00 02 80 0c 00 01 80 \
-             08 00 01 00 0a 00 00 00 18 00 03 80 08 00 03 00 00 00 00 01 0c 00 01 80 08 00 01 00 0b 00 00 00",
-        );
+             08 00 01 00 0a 00 00 00 18 00 03 80 08 00 03 00 00 00 00 01 0c 00 01 80 08 00 01 00 0b 00 00 00");
         let elems = SetElem::decode_all(&parse(&nft).unwrap()[0]).unwrap();
         let end = |key: Vec<u8>| SetElem { key, key_end: None, flags: NFT_SET_ELEM_INTERVAL_END };
         let start = |key: Vec<u8>| SetElem { key, key_end: None, flags: 0 };
@@ -336,12 +341,11 @@ mod tests {
     fn concatenated_range_element_matches_nft() {
         // 198.51.100.53 . udp . 53: KEY and KEY_END (the inclusive last key), each field
         // padded to 4 bytes: c6 33 64 35 | 11 00 00 00 | 00 35 00 00
-        let nft = hex(
-            "6c 00 00 00 0c 0a 01 04 06 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 73 73 5f 67 \
+        let nft =
+            hex("6c 00 00 00 0c 0a 01 04 06 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 73 73 5f 67 \
              75 61 72 64 00 00 00 00 0a 00 02 00 64 73 74 34 70 00 00 00 08 00 04 00 00 00 00 02 30 00 03 80 \
              2c 00 01 80 14 00 01 80 10 00 01 00 c6 33 64 35 11 00 00 00 00 35 00 00 14 00 0a 80 10 00 01 00 \
-             c6 33 64 35 11 00 00 00 00 35 00 00",
-        );
+             c6 33 64 35 11 00 00 00 00 35 00 00");
         let key = hex("c6 33 64 35 11 00 00 00 00 35 00 00");
         let elem = SetElem { key: key.clone(), key_end: Some(key), flags: 0 };
         assert_eq!(SetElem::decode_all(&parse(&nft).unwrap()[0]).unwrap(), std::slice::from_ref(&elem));

@@ -78,7 +78,8 @@ impl Netlink {
     }
 
     fn send(&self, bytes: &[u8]) -> Result<(), NlError> {
-        let sent = send(self.fd.as_raw_fd(), bytes, MsgFlags::empty()).map_err(|errno| NlError::Io { op: "send", errno })?;
+        let sent =
+            send(self.fd.as_raw_fd(), bytes, MsgFlags::empty()).map_err(|errno| NlError::Io { op: "send", errno })?;
         if sent != bytes.len() {
             return Err(NlError::Malformed("short netlink send"));
         }
@@ -180,9 +181,8 @@ impl Netlink {
     fn drain_dump(&mut self, seq: u32) -> Result<(), NlError> {
         loop {
             let n = self.recv(false, "dump")?.unwrap_or(0);
-            let done = msg::parse(&self.buf[..n])?
-                .iter()
-                .any(|r| r.seq == seq && (r.ty == NLMSG_DONE || r.ty == NLMSG_ERROR));
+            let done =
+                msg::parse(&self.buf[..n])?.iter().any(|r| r.seq == seq && (r.ty == NLMSG_DONE || r.ty == NLMSG_ERROR));
             if done {
                 return Ok(());
             }
@@ -214,7 +214,9 @@ impl Netlink {
         }
         match errors.iter().min_by_key(|(seq, _)| *seq) {
             None => Ok(()),
-            Some(&(seq, errno)) if seq == batch.begin_seq && errno == Errno::ERESTART as i32 => Err(NlError::Concurrent),
+            Some(&(seq, errno)) if seq == batch.begin_seq && errno == Errno::ERESTART as i32 => {
+                Err(NlError::Concurrent)
+            }
             Some(&(seq, errno)) => {
                 let what = batch.msgs.iter().find(|(s, _)| *s == seq).map_or("batch", |(_, w)| w.as_str());
                 Err(kernel_error(what, errno))

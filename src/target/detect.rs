@@ -20,10 +20,14 @@ pub fn choose(nl: &mut Netlink, wanted: Target) -> Result<Choice, NlError> {
         return Ok(Choice { target: wanted, why: "chosen with --target".into() });
     }
     if nl.chain_exists(NFPROTO_IPV4, TABLE, CHAIN)? {
-        return Ok(Choice { target: Target::DockerUser, why: "ip filter DOCKER-USER exists (dockerd with iptables-nft)".into() });
+        return Ok(Choice {
+            target: Target::DockerUser,
+            why: "ip filter DOCKER-USER exists (dockerd with iptables-nft)".into(),
+        });
     }
     // Docker 29's nftables backend keeps its rules in `ip docker-bridges` / `ip6 docker-bridges`.
-    let nft_backend = nl.table_exists(NFPROTO_IPV4, "docker-bridges")? || nl.table_exists(NFPROTO_IPV6, "docker-bridges")?;
+    let nft_backend =
+        nl.table_exists(NFPROTO_IPV4, "docker-bridges")? || nl.table_exists(NFPROTO_IPV6, "docker-bridges")?;
     // dockerd's iptables backend makes `ip filter DOCKER` too: seen without DOCKER-USER, it is
     // a Docker too old for DOCKER-USER or one still starting.
     let why = if nft_backend {

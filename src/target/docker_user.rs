@@ -198,7 +198,10 @@ mod tests {
         replace(&mut batch, &s, &planned);
         let b = batch.finish();
         let what: Vec<&str> = b.msgs.iter().map(|(_, w)| w.as_str()).collect();
-        assert_eq!(what, ["NEWRULE ip filter DOCKER-USER", "NEWRULE ip filter DOCKER-USER", "DELRULE ip filter DOCKER-USER"]);
+        assert_eq!(
+            what,
+            ["NEWRULE ip filter DOCKER-USER", "NEWRULE ip filter DOCKER-USER", "DELRULE ip filter DOCKER-USER"]
+        );
         // Each NEWRULE is positioned before handle 7 (NFTA_RULE_POSITION = 7).
         let needle = [0x0c, 0, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 7];
         assert_eq!(b.bytes.windows(12).filter(|w| *w == needle).count(), 2);
@@ -207,7 +210,8 @@ mod tests {
     #[test]
     fn counters_do_not_count_as_drift() {
         let planned = encode(Family::V4, &docker_user_rules(&Policy::default(), Family::V4));
-        let mut busy: Vec<NftRule> = planned.iter().cloned().enumerate().map(|(i, r)| with_handle(r, i as u64 + 2)).collect();
+        let mut busy: Vec<NftRule> =
+            planned.iter().cloned().enumerate().map(|(i, r)| with_handle(r, i as u64 + 2)).collect();
         for e in &mut busy[0].exprs {
             if let Expr::Counter { packets, .. } = e {
                 *packets = 12;

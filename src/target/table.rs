@@ -97,14 +97,21 @@ pub fn differences(state: &TableState, plan: &TablePlan) -> Vec<String> {
             diffs.push(format!("chain {} is missing", chain.name));
             continue;
         };
-        if def.hook != Some((chain.hook, PRIORITY)) || def.ty.as_deref() != Some("filter") || def.policy != Some(NF_ACCEPT as u32)
+        if def.hook != Some((chain.hook, PRIORITY))
+            || def.ty.as_deref() != Some("filter")
+            || def.policy != Some(NF_ACCEPT as u32)
         {
             diffs.push(format!("chain {} is not hooked as planned", chain.name));
         }
         let planned = &chain.rules;
         let differ = planned.iter().zip(rules).filter(|(p, r)| !p.matches(r)).count();
         if rules.len() != planned.len() {
-            diffs.push(format!("chain {} holds {} rules where the policy has {}", chain.name, rules.len(), planned.len()));
+            diffs.push(format!(
+                "chain {} holds {} rules where the policy has {}",
+                chain.name,
+                rules.len(),
+                planned.len()
+            ));
         } else if differ > 0 {
             diffs.push(format!("{differ} of {} rules in chain {} differ from the policy", planned.len(), chain.name));
         }
@@ -153,7 +160,8 @@ fn lines(state: &TableState, plan: &TablePlan) -> Vec<Option<String>> {
 /// Adds to `batch` what makes our table hold `policy`: nothing when it already does.
 pub fn sync(batch: &mut BatchBuilder, state: &TableState, policy: &Policy) -> Result<Step, NlError> {
     let plan = layout::plan(policy);
-    let mut step = Step { place: place(), change: Change::Unchanged, added: Vec::new(), removed: Vec::new(), warning: None };
+    let mut step =
+        Step { place: place(), change: Change::Unchanged, added: Vec::new(), removed: Vec::new(), warning: None };
     if state.exists && differences(state, &plan).is_empty() {
         return Ok(step);
     }
@@ -162,7 +170,8 @@ pub fn sync(batch: &mut BatchBuilder, state: &TableState, policy: &Policy) -> Re
     }
     write_table(batch, &plan)?;
     step.change = Change::Written;
-    let texts = plan.sets.iter().map(|s| &s.text).chain(plan.chains.iter().flat_map(|c| c.rules.iter().map(|r| &r.text)));
+    let texts =
+        plan.sets.iter().map(|s| &s.text).chain(plan.chains.iter().flat_map(|c| c.rules.iter().map(|r| &r.text)));
     step.added = texts.map(|t| RuleText { iptables: None, nft: t.clone() }).collect();
     step.removed = removed_lines(state, &plan);
     Ok(step)
@@ -170,7 +179,8 @@ pub fn sync(batch: &mut BatchBuilder, state: &TableState, policy: &Policy) -> Re
 
 /// Adds to `batch` the deletion of our table, if it exists.
 pub fn remove(batch: &mut BatchBuilder, state: &TableState) -> Result<Step, NlError> {
-    let mut step = Step { place: place(), change: Change::Unchanged, added: Vec::new(), removed: Vec::new(), warning: None };
+    let mut step =
+        Step { place: place(), change: Change::Unchanged, added: Vec::new(), removed: Vec::new(), warning: None };
     if state.exists {
         delete_table(batch)?;
         step.change = Change::Written;
@@ -184,7 +194,9 @@ pub fn remove(batch: &mut BatchBuilder, state: &TableState) -> Result<Step, NlEr
 fn removed_lines(state: &TableState, plan: &TablePlan) -> Vec<String> {
     let ours = state.rules().filter(|(_, r)| is_ours(r)).map(|(chain, _)| chain);
     ours.zip(lines(state, plan))
-        .map(|(chain, line)| line.unwrap_or_else(|| format!("(a rule of ours in chain {chain}, from an earlier policy)")))
+        .map(|(chain, line)| {
+            line.unwrap_or_else(|| format!("(a rule of ours in chain {chain}, from an earlier policy)"))
+        })
         .collect()
 }
 

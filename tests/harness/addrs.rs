@@ -39,11 +39,8 @@ pub const DNS_PORT: u16 = 53;
 
 /// Networks the harness owns. Probes refuse any other destination, so a typo cannot aim test
 /// traffic at a real network (the namespaces have no way out, but say so in code too).
-const OWN_V4: [(Ipv4Addr, u8); 3] = [
-    (Ipv4Addr::new(198, 51, 100, 0), 24),
-    (Ipv4Addr::new(172, 17, 0, 0), 16),
-    (Ipv4Addr::new(172, 18, 0, 0), 16),
-];
+const OWN_V4: [(Ipv4Addr, u8); 3] =
+    [(Ipv4Addr::new(198, 51, 100, 0), 24), (Ipv4Addr::new(172, 17, 0, 0), 16), (Ipv4Addr::new(172, 18, 0, 0), 16)];
 const OWN_V6: [(Ipv6Addr, u8); 3] = [
     (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 64),
     (Ipv6Addr::new(0xfd00, 0x17, 0, 0, 0, 0, 0, 0), 64),
@@ -54,9 +51,7 @@ const OWN_V6: [(Ipv6Addr, u8); 3] = [
 pub fn is_test_destination(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let ours = |&(net, len): &(Ipv4Addr, u8)| {
-                same_prefix(u32::from(v4).into(), u32::from(net).into(), 32, len)
-            };
+            let ours = |&(net, len): &(Ipv4Addr, u8)| same_prefix(u32::from(v4).into(), u32::from(net).into(), 32, len);
             v4.is_loopback() || OWN_V4.iter().any(ours)
         }
         IpAddr::V6(v6) => {

@@ -19,24 +19,9 @@ struct Container {
 }
 
 const CONTAINERS: [Container; 3] = [
-    Container {
-        role: "c1",
-        bridge: &DOCKER0,
-        v4: C1_V4,
-        v6: C1_V6,
-    },
-    Container {
-        role: "c2",
-        bridge: &DOCKER0,
-        v4: C2_V4,
-        v6: C2_V6,
-    },
-    Container {
-        role: "c3",
-        bridge: &BR_EG1,
-        v4: C3_V4,
-        v6: C3_V6,
-    },
+    Container { role: "c1", bridge: &DOCKER0, v4: C1_V4, v6: C1_V6 },
+    Container { role: "c2", bridge: &DOCKER0, v4: C2_V4, v6: C2_V6 },
+    Container { role: "c3", bridge: &BR_EG1, v4: C3_V4, v6: C3_V6 },
 ];
 
 /// An emulated Docker host in fresh namespaces `eg-<pid>-<n>-{host,inet,c1,c2,c3}`, all deleted
@@ -106,35 +91,23 @@ impl DockerHost {
 impl DockerHostBuilder {
     /// The DOCKER-USER state in both families (see [`DockerUser`]).
     pub fn docker_user(self, state: DockerUser) -> DockerHostBuilder {
-        DockerHostBuilder {
-            docker_user: state,
-            ..self
-        }
+        DockerHostBuilder { docker_user: state, ..self }
     }
 
     /// A different DOCKER-USER state for IPv6 only.
     pub fn docker_user_v6(self, state: DockerUser) -> DockerHostBuilder {
-        DockerHostBuilder {
-            docker_user_v6: Some(state),
-            ..self
-        }
+        DockerHostBuilder { docker_user_v6: Some(state), ..self }
     }
 
     /// Whether bridged (same-network) frames traverse FORWARD (`bridge-nf-call-ip*tables`).
     pub fn bridge_netfilter(self, on: bool) -> DockerHostBuilder {
-        DockerHostBuilder {
-            bridge_netfilter: on,
-            ..self
-        }
+        DockerHostBuilder { bridge_netfilter: on, ..self }
     }
 
     /// Docker 29's nftables backend instead of iptables: `ip`/`ip6 docker-bridges` tables and
     /// no DOCKER-USER anywhere (see `nft_backend`).
     pub fn nftables_backend(self) -> DockerHostBuilder {
-        DockerHostBuilder {
-            nftables_backend: true,
-            ..self
-        }
+        DockerHostBuilder { nftables_backend: true, ..self }
     }
 
     pub fn build(self) -> DockerHost {
@@ -150,14 +123,7 @@ impl DockerHostBuilder {
         }
         self.configure_host(&host);
         let servers = start_servers(&internet, [&c1, &c2, &c3]);
-        DockerHost {
-            servers,
-            host,
-            internet,
-            c1,
-            c2,
-            c3,
-        }
+        DockerHost { servers, host, internet, c1, c2, c3 }
     }
 
     fn configure_host(&self, host: &Netns) {
@@ -170,11 +136,7 @@ impl DockerHostBuilder {
             return nft_backend::apply(host);
         }
         dockerd_rules::apply(host, Family::V4, self.docker_user);
-        dockerd_rules::apply(
-            host,
-            Family::V6,
-            self.docker_user_v6.unwrap_or(self.docker_user),
-        );
+        dockerd_rules::apply(host, Family::V6, self.docker_user_v6.unwrap_or(self.docker_user));
     }
 }
 
@@ -185,24 +147,13 @@ fn wire_host(host: &Netns, internet: &Netns, containers: [&Netns; 3]) {
     let mut line = |text: String| script.push_str(&(text + "\n"));
     for bridge in BRIDGES {
         line(format!("link add {} type bridge", bridge.name));
-        line(format!(
-            "addr add {}/16 dev {}",
-            bridge.gateway_v4, bridge.name
-        ));
-        line(format!(
-            "addr add {}/64 dev {} nodad",
-            bridge.gateway_v6, bridge.name
-        ));
+        line(format!("addr add {}/16 dev {}", bridge.gateway_v4, bridge.name));
+        line(format!("addr add {}/64 dev {} nodad", bridge.gateway_v6, bridge.name));
     }
-    line(format!(
-        "link add eth0 type veth peer name eth0 netns {}",
-        internet.name()
-    ));
+    line(format!("link add eth0 type veth peer name eth0 netns {}", internet.name()));
     for (ns, c) in containers.into_iter().zip(&CONTAINERS) {
         let (veth, bridge, peer) = (c.role, c.bridge.name, ns.name());
-        line(format!(
-            "link add veth-{veth} master {bridge} type veth peer name eth0 netns {peer}"
-        ));
+        line(format!("link add veth-{veth} master {bridge} type veth peer name eth0 netns {peer}"));
     }
     line(format!("addr add {HOST_V4}/24 dev eth0"));
     line(format!("addr add {HOST_V6}/64 dev eth0 nodad"));
@@ -240,16 +191,11 @@ fn address_container(ns: &Netns, c: &Container) {
 fn start_servers(internet: &Netns, containers: [&Netns; 3]) -> EchoServers {
     let mut servers = EchoServers::new();
     let internet_ips: [IpAddr; 2] = [INTERNET_V4.into(), INTERNET_V6.into()];
-    let internet_addrs: Vec<SocketAddr> = internet_ips
-        .iter()
-        .flat_map(|&ip| [SERVICE_PORT, DNS_PORT].map(|port| SocketAddr::new(ip, port)))
-        .collect();
+    let internet_addrs: Vec<SocketAddr> =
+        internet_ips.iter().flat_map(|&ip| [SERVICE_PORT, DNS_PORT].map(|port| SocketAddr::new(ip, port))).collect();
     servers.tcp_and_udp(internet, &internet_addrs);
     for (ns, c) in containers.into_iter().zip(&CONTAINERS) {
-        let addrs = [
-            SocketAddr::new(c.v4.into(), SERVICE_PORT),
-            SocketAddr::new(c.v6.into(), SERVICE_PORT),
-        ];
+        let addrs = [SocketAddr::new(c.v4.into(), SERVICE_PORT), SocketAddr::new(c.v6.into(), SERVICE_PORT)];
         servers.tcp_and_udp(ns, &addrs);
     }
     servers

@@ -103,9 +103,7 @@ fn filter_rules(family: Family, docker_user: DockerUser) -> Vec<String> {
         rules.push("-A DOCKER-USER -j RETURN".to_owned());
     }
     for Bridge { name: br, .. } in BRIDGES {
-        rules.push(format!(
-            "-A FORWARD -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
-        ));
+        rules.push(format!("-A FORWARD -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"));
         rules.push(format!("-A FORWARD -o {br} -j DOCKER"));
         rules.push(format!("-A FORWARD -i {br} ! -o {br} -j ACCEPT"));
         rules.push(format!("-A FORWARD -i {br} -o {br} -j ACCEPT"));
@@ -114,23 +112,16 @@ fn filter_rules(family: Family, docker_user: DockerUser) -> Vec<String> {
         Family::V4 => format!("{C1_V4}/32"),
         Family::V6 => format!("{C1_V6}/128"),
     };
-    rules.push(format!(
-        "-A DOCKER -d {c1} ! -i docker0 -o docker0 -p tcp -m tcp --dport {SERVICE_PORT} -j ACCEPT"
-    ));
+    rules.push(format!("-A DOCKER -d {c1} ! -i docker0 -o docker0 -p tcp -m tcp --dport {SERVICE_PORT} -j ACCEPT"));
     rules
 }
 
 /// Published-port DNAT for traffic to any local address, and masquerading out of each bridge.
 fn nat_rules(family: Family) -> Vec<String> {
-    let mut rules = vec![
-        "-N DOCKER".to_owned(),
-        "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER".to_owned(),
-    ];
+    let mut rules = vec!["-N DOCKER".to_owned(), "-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER".to_owned()];
     for bridge in BRIDGES {
         let (br, subnet) = (bridge.name, bridge.subnet(family));
-        rules.push(format!(
-            "-A POSTROUTING -s {subnet} ! -o {br} -j MASQUERADE"
-        ));
+        rules.push(format!("-A POSTROUTING -s {subnet} ! -o {br} -j MASQUERADE"));
     }
     let target = match family {
         Family::V4 => format!("{C1_V4}:{SERVICE_PORT}"),

@@ -41,9 +41,7 @@ impl EchoServers {
         let stop = Arc::clone(&self.stop);
         self.start(ns, addr, move |ready| {
             let listener = bind_tcp(addr);
-            ready
-                .send(listener.as_ref().map(|_| ()).map_err(|e| e.to_string()))
-                .ok();
+            ready.send(listener.as_ref().map(|_| ()).map_err(|e| e.to_string())).ok();
             if let Ok(listener) = listener {
                 serve_tcp(&listener, &stop);
             }
@@ -55,9 +53,7 @@ impl EchoServers {
         let stop = Arc::clone(&self.stop);
         self.start(ns, addr, move |ready| {
             let socket = bind_udp(addr);
-            ready
-                .send(socket.as_ref().map(|_| ()).map_err(|e| e.to_string()))
-                .ok();
+            ready.send(socket.as_ref().map(|_| ()).map_err(|e| e.to_string())).ok();
             if let Ok(socket) = socket {
                 serve_udp(&socket, &stop);
             }
@@ -117,9 +113,7 @@ fn serve_tcp(listener: &TcpListener, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let spawned = std::thread::Builder::new()
-                    .stack_size(64 * 1024)
-                    .spawn(move || echo_line(stream));
+                let spawned = std::thread::Builder::new().stack_size(64 * 1024).spawn(move || echo_line(stream));
                 if let Err(e) = spawned {
                     eprintln!("echo server: cannot spawn a handler: {e}");
                 }
@@ -154,8 +148,5 @@ fn serve_udp(socket: &UdpSocket, stop: &AtomicBool) {
 }
 
 fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
+    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
 }

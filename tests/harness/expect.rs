@@ -32,27 +32,15 @@ pub struct Expect<'a> {
 
 impl<'a> Expect<'a> {
     pub fn open(from: &'a Netns, probe: Probe) -> Expect<'a> {
-        Expect {
-            from,
-            probe,
-            want: Want::Open,
-        }
+        Expect { from, probe, want: Want::Open }
     }
 
     pub fn closed(from: &'a Netns, probe: Probe) -> Expect<'a> {
-        Expect {
-            from,
-            probe,
-            want: Want::Closed,
-        }
+        Expect { from, probe, want: Want::Closed }
     }
 
     pub fn exactly(from: &'a Netns, probe: Probe, outcome: Outcome) -> Expect<'a> {
-        Expect {
-            from,
-            probe,
-            want: Want::Exactly(outcome),
-        }
+        Expect { from, probe, want: Want::Exactly(outcome) }
     }
 }
 
@@ -60,27 +48,14 @@ impl<'a> Expect<'a> {
 /// and panics listing all the lines that did not turn out as expected.
 pub fn expect_all(table: &[Expect<'_>]) {
     let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
-        let running: Vec<_> = table
-            .iter()
-            .map(|line| scope.spawn(move || line.probe.run_in(line.from)))
-            .collect();
-        running
-            .into_iter()
-            .map(|probe| probe.join().expect("probe thread"))
-            .collect()
+        let running: Vec<_> = table.iter().map(|line| scope.spawn(move || line.probe.run_in(line.from))).collect();
+        running.into_iter().map(|probe| probe.join().expect("probe thread")).collect()
     });
     let failures: Vec<String> = table
         .iter()
         .zip(outcomes)
         .filter(|(line, outcome)| !line.want.accepts(*outcome))
-        .map(|(line, outcome)| {
-            format!(
-                "  {}: {} — want {:?}, got {outcome}",
-                line.from.role(),
-                line.probe,
-                line.want
-            )
-        })
+        .map(|(line, outcome)| format!("  {}: {} — want {:?}, got {outcome}", line.from.role(), line.probe, line.want))
         .collect();
     assert!(
         failures.is_empty(),

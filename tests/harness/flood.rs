@@ -44,30 +44,15 @@ pub struct FloodRun {
 impl Flood {
     /// Panics unless `1 ≤ rate ≤ 1000` and `duration ≤ 10 s`.
     pub fn new(rate: u32, duration: Duration) -> Flood {
-        assert!(
-            (1..=MAX_RATE).contains(&rate),
-            "flood rate {rate}/s is outside 1..={MAX_RATE}"
-        );
-        assert!(
-            duration <= MAX_DURATION,
-            "flood of {duration:?} is longer than {MAX_DURATION:?}"
-        );
-        Flood {
-            rate,
-            duration,
-            attempt_timeout: DEFAULT_TIMEOUT,
-        }
+        assert!((1..=MAX_RATE).contains(&rate), "flood rate {rate}/s is outside 1..={MAX_RATE}");
+        assert!(duration <= MAX_DURATION, "flood of {duration:?} is longer than {MAX_DURATION:?}");
+        Flood { rate, duration, attempt_timeout: DEFAULT_TIMEOUT }
     }
 
     /// Starts flooding `to` from inside `from` and returns at once.
     pub fn start(self, from: &Netns, to: SocketAddr) -> FloodRun {
-        assert!(
-            is_test_destination(to.ip()),
-            "flood to {to}: not an address of the test network"
-        );
-        FloodRun {
-            driver: from.spawn(move || self.drive(to)),
-        }
+        assert!(is_test_destination(to.ip()), "flood to {to}: not an address of the test network");
+        FloodRun { driver: from.spawn(move || self.drive(to)) }
     }
 
     /// Floods and waits for the report.
@@ -87,9 +72,8 @@ impl Flood {
         for i in 0..total {
             sleep_until(start + interval * i);
             let report = Arc::clone(&report);
-            let attempt = std::thread::Builder::new()
-                .stack_size(64 * 1024)
-                .spawn(move || tally(&report, probe.run_here()));
+            let attempt =
+                std::thread::Builder::new().stack_size(64 * 1024).spawn(move || tally(&report, probe.run_here()));
             attempts.push(attempt.expect("spawn a flood attempt"));
         }
         for attempt in attempts {
@@ -103,9 +87,7 @@ impl Flood {
 
 impl FloodRun {
     pub fn wait(self) -> FloodReport {
-        self.driver
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        self.driver.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 

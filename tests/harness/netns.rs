@@ -48,16 +48,11 @@ impl Netns {
         sweep_stale_once();
         let name = format!("{PREFIX}{}-{group}-{role}", std::process::id());
         {
-            let _serial = CREATE_LOCK
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let _serial = CREATE_LOCK.lock().unwrap_or_else(|poison| poison.into_inner());
             run_checked(Command::new("ip").args(["netns", "add", &name]));
         }
         // From here on, Drop deletes the namespace even if the setup below panics.
-        let ns = Netns {
-            name,
-            role: role.to_owned(),
-        };
+        let ns = Netns { name, role: role.to_owned() };
         ns.prepare();
         ns
     }
@@ -86,11 +81,7 @@ impl Netns {
     /// Runs `args` inside the namespace and returns its output, whatever the exit status.
     pub fn try_run(&self, args: &[&str]) -> Output {
         let (program, rest) = args.split_first().expect("a command to run");
-        let output = self
-            .command(program)
-            .args(rest)
-            .stdin(Stdio::null())
-            .output();
+        let output = self.command(program).args(rest).stdin(Stdio::null()).output();
         output.unwrap_or_else(|e| panic!("{self}: cannot start {program}: {e}"))
     }
 
@@ -122,10 +113,7 @@ impl Netns {
         drop(stdin);
         let output = child.wait_with_output().expect("wait for ip");
         if !output.status.success() {
-            panic!(
-                "{self}: ip batch failed: {}\n{script}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            panic!("{self}: ip batch failed: {}\n{script}", String::from_utf8_lossy(&output.stderr));
         }
     }
 
@@ -138,17 +126,12 @@ impl Netns {
                 enter_on_this_thread(&path);
                 f()
             });
-            thread
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
     }
 
     /// Starts `f` on a new thread inside this namespace (threads it spawns stay inside too).
-    pub fn spawn<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> JoinHandle<T> {
+    pub fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
         let path = self.path();
         let name = format!("{}-{}", self.role, std::process::id());
         std::thread::Builder::new()
@@ -163,18 +146,14 @@ impl Netns {
     /// Sets `key` (dotted, as `sysctl` spells it) inside this namespace.
     pub fn sysctl(&self, key: &str, value: &str) {
         let file = sysctl_path(key);
-        self.enter(|| std::fs::write(&file, value))
-            .unwrap_or_else(|e| panic!("{self}: sysctl {key}={value}: {e}"));
+        self.enter(|| std::fs::write(&file, value)).unwrap_or_else(|e| panic!("{self}: sysctl {key}={value}: {e}"));
     }
 
     /// Reads `key` (dotted) inside this namespace.
     pub fn read_sysctl(&self, key: &str) -> String {
         let file = sysctl_path(key);
         let value = self.enter(|| std::fs::read_to_string(&file));
-        value
-            .unwrap_or_else(|e| panic!("{self}: read sysctl {key}: {e}"))
-            .trim()
-            .to_owned()
+        value.unwrap_or_else(|e| panic!("{self}: read sysctl {key}: {e}")).trim().to_owned()
     }
 
     /// Settings every namespace of the harness wants before any interface exists.
@@ -197,15 +176,10 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let output = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
+        let output = Command::new("ip").args(["netns", "del", &self.name]).output();
         match output {
             Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "{self}: ip netns del: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
+            Ok(out) => eprintln!("{self}: ip netns del: {}", String::from_utf8_lossy(&out.stderr)),
             Err(e) => eprintln!("{self}: cannot run ip netns del: {e}"),
         }
     }
@@ -227,8 +201,7 @@ impl fmt::Debug for Netns {
 /// go on: it would send test traffic from the root namespace.
 fn enter_on_this_thread(path: &Path) {
     let file = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    setns(&file, CloneFlags::CLONE_NEWNET)
-        .unwrap_or_else(|e| panic!("setns {}: {e}", path.display()));
+    setns(&file, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {}: {e}", path.display()));
 }
 
 fn sysctl_path(key: &str) -> PathBuf {
@@ -236,14 +209,9 @@ fn sysctl_path(key: &str) -> PathBuf {
 }
 
 fn run_checked(command: &mut Command) {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     if !output.status.success() {
-        panic!(
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        panic!("{command:?} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
     }
 }
 

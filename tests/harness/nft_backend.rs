@@ -32,11 +32,7 @@ pub fn apply(host: &Netns) {
     stdin.write_all(script.as_bytes()).expect("write the nft script");
     drop(stdin);
     let output = child.wait_with_output().expect("wait for nft");
-    assert!(
-        output.status.success(),
-        "{host}: nft -f failed: {}\n{script}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{host}: nft -f failed: {}\n{script}", String::from_utf8_lossy(&output.stderr));
 }
 
 /// `nft` family word, address keyword, c1's address and the bridge's subnet per family.
@@ -122,4 +118,3 @@ fn per_bridge_chains(line: &mut impl FnMut(String), t: &str, bridge: &Bridge, fa
         subnet(bridge, family)
     ));
 }
-

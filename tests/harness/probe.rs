@@ -11,8 +11,8 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sys::socket::sockopt::{ReceiveTimeout, SendTimeout};
 use nix::sys::socket::{
-    bind, connect, recv, send, setsockopt, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol,
-    SockType, SockaddrStorage,
+    bind, connect, recv, send, setsockopt, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType,
+    SockaddrStorage,
 };
 use nix::sys::time::TimeVal;
 
@@ -79,34 +79,20 @@ pub struct Probe {
 
 impl Probe {
     pub fn tcp(to: impl Into<SocketAddr>) -> Probe {
-        Probe {
-            proto: Proto::Tcp,
-            to: to.into(),
-            from: None,
-            timeout: DEFAULT_TIMEOUT,
-        }
+        Probe { proto: Proto::Tcp, to: to.into(), from: None, timeout: DEFAULT_TIMEOUT }
     }
 
     pub fn udp(to: impl Into<SocketAddr>) -> Probe {
-        Probe {
-            proto: Proto::Udp,
-            ..Probe::tcp(to)
-        }
+        Probe { proto: Proto::Udp, ..Probe::tcp(to) }
     }
 
     pub fn ping(to: impl Into<IpAddr>) -> Probe {
-        Probe {
-            proto: Proto::Ping,
-            ..Probe::tcp((to.into(), 0))
-        }
+        Probe { proto: Proto::Ping, ..Probe::tcp((to.into(), 0)) }
     }
 
     /// Sends from `source`, which must be an address of the probing namespace.
     pub fn from(self, source: impl Into<IpAddr>) -> Probe {
-        Probe {
-            from: Some(source.into()),
-            ..self
-        }
+        Probe { from: Some(source.into()), ..self }
     }
 
     /// Waits at most `timeout` for the connection, and again for the answer.
@@ -116,10 +102,7 @@ impl Probe {
 
     /// Makes the exchange from inside `ns`.
     pub fn run_in(&self, ns: &Netns) -> Outcome {
-        assert!(
-            is_test_destination(self.to.ip()),
-            "{self}: not an address of the test network"
-        );
+        assert!(is_test_destination(self.to.ip()), "{self}: not an address of the test network");
         ns.enter(|| self.run_here())
     }
 
@@ -187,8 +170,7 @@ impl Probe {
             SocketAddr::V4(_) => AddressFamily::Inet,
             SocketAddr::V6(_) => AddressFamily::Inet6,
         };
-        let fd = socket(family, ty, SockFlag::SOCK_CLOEXEC, protocol)
-            .unwrap_or_else(|e| panic!("{self}: socket: {e}"));
+        let fd = socket(family, ty, SockFlag::SOCK_CLOEXEC, protocol).unwrap_or_else(|e| panic!("{self}: socket: {e}"));
         // SO_SNDTIMEO also bounds a blocking connect() on Linux (it then fails with EINPROGRESS).
         setsockopt(&fd, SendTimeout, &timeval(self.timeout)).expect("SO_SNDTIMEO");
         setsockopt(&fd, ReceiveTimeout, &timeval(self.timeout)).expect("SO_RCVTIMEO");
@@ -252,8 +234,7 @@ fn closed_by(errno: Errno) -> Closed {
 }
 
 fn io_closed_by(e: std::io::Error) -> Closed {
-    e.raw_os_error()
-        .map_or(Closed::Broken, |raw| closed_by(Errno::from_raw(raw)))
+    e.raw_os_error().map_or(Closed::Broken, |raw| closed_by(Errno::from_raw(raw)))
 }
 
 fn same_echo(reply: &[u8], token: &[u8]) -> Result<(), Closed> {

@@ -32,10 +32,7 @@ pub fn kernel_tests_enabled() -> bool {
     let Some(why) = MISSING.get_or_init(missing_prerequisite) else {
         return true;
     };
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("a kernel test")
-        .to_owned();
+    let test = std::thread::current().name().unwrap_or("a kernel test").to_owned();
     if std::env::var(FORCE_VAR).as_deref() == Ok("1") {
         panic!("{test}: {FORCE_VAR}=1 but {why}");
     }
@@ -49,18 +46,12 @@ pub fn kernel_tests_enabled() -> bool {
 /// The first reason kernel tests cannot run in this process, if any.
 fn missing_prerequisite() -> Option<String> {
     let caps = effective_capabilities();
-    for (bit, name) in [
-        (CAP_NET_ADMIN, "CAP_NET_ADMIN"),
-        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
-    ] {
+    for (bit, name) in [(CAP_NET_ADMIN, "CAP_NET_ADMIN"), (CAP_SYS_ADMIN, "CAP_SYS_ADMIN")] {
         if caps & (1 << bit) == 0 {
             return Some(format!("needs root ({name} is missing)"));
         }
     }
-    TOOLS
-        .iter()
-        .find(|tool| !on_path(tool))
-        .map(|tool| format!("`{tool}` is not on PATH"))
+    TOOLS.iter().find(|tool| !on_path(tool)).map(|tool| format!("`{tool}` is not on PATH"))
 }
 
 /// The `CapEff` mask of this process, 0 if it cannot be read.

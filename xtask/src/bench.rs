@@ -73,13 +73,7 @@ const BENCHES: &[Bench] = &[
         run: |ctx, _| run_quiet(Command::new("nft").arg("-f").arg(ctx.nft_file)).map(drop),
         aim: None,
     },
-    Bench {
-        name: RECIPE,
-        prepare: |_| Ok(()),
-        before: |_, _| Ok(()),
-        run: |_, _| recipe(),
-        aim: None,
-    },
+    Bench { name: RECIPE, prepare: |_| Ok(()), before: |_, _| Ok(()), run: |_, _| recipe(), aim: None },
     Bench {
         name: "apply, change --reject-with (deletes)",
         prepare: |ctx| ctx.guard(&["apply"]).map(drop),
@@ -151,10 +145,7 @@ impl Ctx<'_> {
         if stdout.contains(expected) {
             return Ok(());
         }
-        Err(format!(
-            "`egress-guard {}` did not print {expected:?}:\n{stdout}",
-            args.join(" ")
-        ))
+        Err(format!("`egress-guard {}` did not print {expected:?}:\n{stdout}", args.join(" ")))
     }
 }
 
@@ -166,10 +157,8 @@ fn allow_config_path(ctx: &Ctx, n: usize) -> String {
 /// Writes a config for the table target allowing `n` single addresses in 10.0.0.0/8, none
 /// adjacent (so the set holds `n` intervals); returns its path.
 fn allow_config(ctx: &Ctx, n: usize) -> Result<String, String> {
-    let addrs: Vec<String> = (1..=n as u32)
-        .map(|i| 2 * i)
-        .map(|v| format!("\"10.{}.{}.{}\"", v >> 16, (v >> 8) & 0xff, v & 0xff))
-        .collect();
+    let addrs: Vec<String> =
+        (1..=n as u32).map(|i| 2 * i).map(|v| format!("\"10.{}.{}.{}\"", v >> 16, (v >> 8) & 0xff, v & 0xff)).collect();
     let path = allow_config_path(ctx, n);
     let text = format!("target = \"table\"\nallow = [{}]\n", addrs.join(", "));
     fs::write(&path, text).map_err(|e| format!("{path}: {e}"))?;
@@ -179,23 +168,8 @@ fn allow_config(ctx: &Ctx, n: usize) -> Result<String, String> {
 /// The classic recipe from DESIGN, as four processes.
 fn recipe() -> Result<(), String> {
     ipt("iptables", &["-F", "DOCKER-USER"])?;
-    ipt(
-        "iptables",
-        &[
-            "-A",
-            "DOCKER-USER",
-            "-m",
-            "state",
-            "--state",
-            "RELATED,ESTABLISHED",
-            "-j",
-            "RETURN",
-        ],
-    )?;
-    ipt(
-        "iptables",
-        &["-A", "DOCKER-USER", "-s", "172.16.0.0/12", "-j", "REJECT"],
-    )?;
+    ipt("iptables", &["-A", "DOCKER-USER", "-m", "state", "--state", "RELATED,ESTABLISHED", "-j", "RETURN"])?;
+    ipt("iptables", &["-A", "DOCKER-USER", "-s", "172.16.0.0/12", "-j", "REJECT"])?;
     ipt("iptables", &["-A", "DOCKER-USER", "-j", "RETURN"])
 }
 
@@ -209,8 +183,7 @@ pub fn bench() -> TaskResult {
     crate::prereq::check_for("bench").map_err(Some)?;
     let binary = crate::dist::build()?;
     let nft_file = crate::dist::target_dir().join("bench/flush-readd.nft");
-    fs::create_dir_all(nft_file.parent().unwrap_or(Path::new(".")))
-        .map_err(|e| Some(e.to_string()))?;
+    fs::create_dir_all(nft_file.parent().unwrap_or(Path::new("."))).map_err(|e| Some(e.to_string()))?;
     print_context();
     let mut rows = Vec::new();
     for bench in BENCHES {
@@ -231,11 +204,7 @@ pub fn bench() -> TaskResult {
 fn measure_fresh(bench: &Bench, binary: &Path, nft_file: &Path) -> Result<Stats, String> {
     let netns = Netns::create("eg-bench")?;
     netns.docker_user(&["iptables", "ip6tables"])?;
-    let ctx = Ctx {
-        binary,
-        netns: netns.name(),
-        nft_file,
-    };
+    let ctx = Ctx { binary, netns: netns.name(), nft_file };
     netns.run_inside(|| measure(bench, &ctx))?
 }
 
@@ -267,14 +236,8 @@ struct Stats {
 impl Stats {
     fn of(mut samples: Vec<Duration>) -> Stats {
         samples.sort();
-        let at = |q: f64| {
-            samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]
-        };
-        Stats {
-            runs: samples.len(),
-            median: at(0.5),
-            p90: at(0.9),
-        }
+        let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+        Stats { runs: samples.len(), median: at(0.5), p90: at(0.9) }
     }
 }
 
@@ -283,13 +246,8 @@ fn print_context() {
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let version = |tool: &str| {
-        let output = Command::new(tool)
-            .arg("--version")
-            .stderr(Stdio::null())
-            .output();
-        output.map_or(String::new(), |o| {
-            String::from_utf8_lossy(&o.stdout).trim().to_owned()
-        })
+        let output = Command::new(tool).arg("--version").stderr(Stdio::null()).output();
+        output.map_or(String::new(), |o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
     println!(
         "\nkernel {}, {cpus} CPUs, {}, {}; wall time of whole processes, at most {RUNS} runs or {}s each\n",
@@ -313,10 +271,7 @@ fn median_of(rows: &[Row], name: &str) -> Option<Duration> {
 
 fn print_table(rows: &[Row]) {
     let (nft, recipe) = (median_of(rows, NFT), median_of(rows, RECIPE));
-    println!(
-        "{:<42} {:>5} {:>9} {:>9} {:>9} {:>9}",
-        "measurement", "runs", "median", "p90", "/ nft -f", "/ recipe"
-    );
+    println!("{:<42} {:>5} {:>9} {:>9} {:>9} {:>9}", "measurement", "runs", "median", "p90", "/ nft -f", "/ recipe");
     for (bench, result) in rows {
         let name = bench.name;
         match result {
@@ -360,7 +315,5 @@ fn ms(duration: Duration) -> String {
 }
 
 fn ratio(median: Duration, base: Option<Duration>) -> String {
-    base.map_or("-".to_owned(), |base| {
-        format!("{:.3}", median.as_secs_f64() / base.as_secs_f64())
-    })
+    base.map_or("-".to_owned(), |base| format!("{:.3}", median.as_secs_f64() / base.as_secs_f64()))
 }

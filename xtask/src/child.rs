@@ -29,11 +29,7 @@ pub fn run_quiet(command: &mut Command) -> Result<String, String> {
     running().retain(|(running, _)| *running != pid);
     let output = output.map_err(|e| format!("waiting for {command:?}: {e}"))?;
     if !output.status.success() {
-        let killed = if start.elapsed() >= LIMIT {
-            ", killed after the time limit"
-        } else {
-            ""
-        };
+        let killed = if start.elapsed() >= LIMIT { ", killed after the time limit" } else { "" };
         return Err(format!(
             "{command:?} failed ({}{killed}): {}",
             output.status,
@@ -61,10 +57,7 @@ fn watchdog() {
         thread::sleep(Duration::from_millis(250));
         for (pid, start) in running().iter() {
             if start.elapsed() > LIMIT {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .stderr(Stdio::null())
-                    .status();
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).stderr(Stdio::null()).status();
             }
         }
     }

@@ -20,10 +20,7 @@ const DT_NEEDED: u64 = 1;
 pub fn dist() -> TaskResult {
     let binary = build()?;
     check_static(&binary).map_err(|e| Some(format!("{}: {e}", binary.display())))?;
-    println!(
-        "dist: {} is static (no ELF interpreter, no needed libraries)",
-        binary.display()
-    );
+    println!("dist: {} is static (no ELF interpreter, no needed libraries)", binary.display());
     if !crate::prereq::is_root() {
         println!("dist: not root, so the empty-chroot check is skipped");
         return Ok(());
@@ -42,21 +39,13 @@ pub fn build() -> Result<PathBuf, Option<String>> {
     let mut rustflags = env::var("RUSTFLAGS").unwrap_or_default();
     rustflags.push_str(" -C target-feature=+crt-static");
     let mut command = cargo(&["build", "--release", "--package", "egress-guard"]);
-    command
-        .args(["--target", &triple])
-        .env("RUSTFLAGS", rustflags.trim());
+    command.args(["--target", &triple]).env("RUSTFLAGS", rustflags.trim());
     run(command)?;
     let built = target_dir().join(&triple).join("release/egress-guard");
     let dist = target_dir().join("dist");
     fs::create_dir_all(&dist).map_err(|e| Some(format!("create {}: {e}", dist.display())))?;
     let copy = dist.join("egress-guard");
-    fs::copy(&built, &copy).map_err(|e| {
-        Some(format!(
-            "copy {} to {}: {e}",
-            built.display(),
-            copy.display()
-        ))
-    })?;
+    fs::copy(&built, &copy).map_err(|e| Some(format!("copy {} to {}: {e}", built.display(), copy.display())))?;
     Ok(copy)
 }
 
@@ -73,9 +62,7 @@ fn host_triple() -> Result<String, String> {
 
 /// `$CARGO_TARGET_DIR`, else the workspace's `target/`.
 pub fn target_dir() -> PathBuf {
-    env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("target"))
+    env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| crate::workspace_root().join("target"))
 }
 
 /// Reads the program headers: a static binary has no PT_INTERP, and its PT_DYNAMIC (a
@@ -92,9 +79,7 @@ fn check_static(path: &Path) -> Result<(), String> {
     let count = usize::from(u16_at(&elf, 0x38).ok_or_else(short)?);
     for header in (0..count).map(|i| phoff + i * entsize) {
         match u32_at(&elf, header).ok_or_else(short)? {
-            PT_INTERP => {
-                return Err("it has an ELF interpreter (PT_INTERP): dynamically linked".to_owned())
-            }
+            PT_INTERP => return Err("it has an ELF interpreter (PT_INTERP): dynamically linked".to_owned()),
             PT_DYNAMIC => {
                 let offset = u64_at(&elf, header + 8).ok_or_else(short)? as usize;
                 let size = u64_at(&elf, header + 32).ok_or_else(short)? as usize;
@@ -111,9 +96,7 @@ fn check_no_needed(elf: &[u8], offset: usize, size: usize) -> Result<(), String>
     for entry in (offset..offset + size).step_by(16) {
         match u64_at(elf, entry) {
             Some(DT_NULL) => return Ok(()),
-            Some(DT_NEEDED) => {
-                return Err("its dynamic section needs a shared library (DT_NEEDED)".to_owned())
-            }
+            Some(DT_NEEDED) => return Err("its dynamic section needs a shared library (DT_NEEDED)".to_owned()),
             Some(_) => {}
             None => return Err("the dynamic section runs past the end of the file".to_owned()),
         }
@@ -142,16 +125,12 @@ fn chroot_check(binary: &Path) -> Result<(), String> {
     netns.docker_user(&["iptables"])?;
     let status = root.run(&netns, &["status", "--netns", "/ns"])?;
     if !status.contains("ip filter DOCKER-USER") {
-        return Err(format!(
-            "`status --netns /ns` did not name ip filter DOCKER-USER:\n{status}"
-        ));
+        return Err(format!("`status --netns /ns` did not name ip filter DOCKER-USER:\n{status}"));
     }
     root.run(&netns, &["apply", "--netns", "/ns"])?;
     let rules = netns.exec(&["iptables", "-S", "DOCKER-USER"])?;
     if !rules.contains("--comment egress-guard") {
-        return Err(format!(
-            "after `apply --netns /ns`, DOCKER-USER holds no rule of ours:\n{rules}"
-        ));
+        return Err(format!("after `apply --netns /ns`, DOCKER-USER holds no rule of ours:\n{rules}"));
     }
     Ok(())
 }
@@ -179,15 +158,7 @@ impl ChrootDir {
         let script = r#"mount --bind "$1" "$2/ns" && root=$2 && shift 2 && exec chroot "$root" /egress-guard "$@""#;
         let mut command = Command::new("unshare");
         command
-            .args([
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                script,
-                "sh",
-            ])
+            .args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"])
             .arg(netns.path())
             .arg(&self.path)
             .args(args);
@@ -218,8 +189,6 @@ mod tests {
     #[test]
     fn non_elf_is_refused() {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        assert!(check_static(&manifest)
-            .unwrap_err()
-            .contains("not a 64-bit"));
+        assert!(check_static(&manifest).unwrap_err().contains("not a 64-bit"));
     }
 }

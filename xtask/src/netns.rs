@@ -74,9 +74,7 @@ impl Netns {
                 enter(&file)?;
                 Ok(work())
             });
-            thread
-                .join()
-                .map_err(|_| format!("work inside {} panicked", self.name))?
+            thread.join().map_err(|_| format!("work inside {} panicked", self.name))?
         })
     }
 }
@@ -84,10 +82,7 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         if let Err(e) = run_quiet(Command::new("ip").args(["netns", "del", &self.name])) {
-            eprintln!(
-                "xtask: could not delete network namespace {}: {e}",
-                self.name
-            );
+            eprintln!("xtask: could not delete network namespace {}: {e}", self.name);
         }
     }
 }
@@ -99,13 +94,9 @@ fn enter(file: &File) -> Result<(), String> {
         return Err(format!("setns: {}", io::Error::last_os_error()));
     }
     let wanted = file.metadata().map_err(|e| e.to_string())?.ino();
-    let here = fs::metadata("/proc/thread-self/ns/net")
-        .map_err(|e| e.to_string())?
-        .ino();
+    let here = fs::metadata("/proc/thread-self/ns/net").map_err(|e| e.to_string())?.ino();
     if here != wanted {
-        return Err(format!(
-            "setns left this thread in net:[{here}], not net:[{wanted}]"
-        ));
+        return Err(format!("setns left this thread in net:[{here}], not net:[{wanted}]"));
     }
     Ok(())
 }
@@ -116,10 +107,7 @@ fn sweep_stale(prefix: &str) {
         return;
     };
     for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
-        let Some(Ok(pid)) = name
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.strip_prefix('-'))
-            .map(str::parse::<u32>)
+        let Some(Ok(pid)) = name.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('-')).map(str::parse::<u32>)
         else {
             continue;
         };

@@ -11,12 +11,8 @@ const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
 
 /// Programs the kernel tests run, and the Debian package that brings each.
-const TOOLS: &[(&str, &str)] = &[
-    ("ip", "iproute2"),
-    ("iptables", "iptables"),
-    ("ip6tables", "iptables"),
-    ("nft", "nftables"),
-];
+const TOOLS: &[(&str, &str)] =
+    &[("ip", "iproute2"), ("iptables", "iptables"), ("ip6tables", "iptables"), ("nft", "nftables")];
 
 /// Checks everything `cargo xtask test` needs (`bench` needs the same) and lists every missing
 /// piece with its fix; `task` is the task name the messages use.
@@ -33,10 +29,7 @@ pub fn check_for(task: &str) -> Result<(), String> {
     if missing.is_empty() {
         return Ok(());
     }
-    Err(format!(
-        "cannot run `cargo xtask {task}` yet:\n  - {}",
-        missing.join("\n  - ")
-    ))
+    Err(format!("cannot run `cargo xtask {task}` yet:\n  - {}", missing.join("\n  - ")))
 }
 
 /// Whether `cargo SUBCOMMAND --version` works (rustfmt and clippy are optional components).
@@ -91,12 +84,8 @@ fn iptables_backend() -> Option<String> {
 fn libclang() -> Option<String> {
     if let Some(dir) = env::var_os("LIBCLANG_PATH") {
         let dir = PathBuf::from(dir);
-        return (!has_libclang(&dir)).then(|| {
-            format!(
-                "LIBCLANG_PATH={} holds no libclang*.so*: fix it or unset it",
-                dir.display()
-            )
-        });
+        return (!has_libclang(&dir))
+            .then(|| format!("LIBCLANG_PATH={} holds no libclang*.so*: fix it or unset it", dir.display()));
     }
     let mut dirs = llvm_lib_dirs();
     dirs.extend(["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"].map(PathBuf::from));
@@ -126,16 +115,13 @@ fn has_libclang(dir: &Path) -> bool {
     };
     entries.filter_map(|entry| entry.ok()).any(|entry| {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let versioned = name
-            .strip_prefix("libclang-")
-            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+        let versioned =
+            name.strip_prefix("libclang-").is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
         (name.starts_with("libclang.so") || versioned) && name.contains(".so")
     })
 }
 
 fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
-    env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
+    env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
 }

@@ -82,7 +82,8 @@ impl RulePlan {
 
 /// The plan for `policy`.
 pub fn plan(policy: &Policy) -> TablePlan {
-    let mut chains = vec![ChainPlan { name: FORWARD, hook: NF_INET_FORWARD, rules: chain_rules(policy, Hook::Forward) }];
+    let mut chains =
+        vec![ChainPlan { name: FORWARD, hook: NF_INET_FORWARD, rules: chain_rules(policy, Hook::Forward) }];
     if policy.block_host {
         chains.push(ChainPlan { name: INPUT, hook: NF_INET_LOCAL_IN, rules: chain_rules(policy, Hook::Input) });
     }
@@ -198,7 +199,11 @@ fn selector_rules(policy: &Policy, chain: &str, hook: Hook, iface: Option<&str>,
         }
     }
     if let Some(log) = &policy.log {
-        rules.push(rule(chain, with(vec![Cond::new_connection(), Cond::limit(log.rate)]), Action::Log(log.sink.clone())));
+        rules.push(rule(
+            chain,
+            with(vec![Cond::new_connection(), Cond::limit(log.rate)]),
+            Action::Log(log.sink.clone()),
+        ));
     }
     let refuse = |more: Vec<Cond>, action| rule(chain, with([vec![Cond::new_connection()], more].concat()), action);
     match policy.reject {
@@ -511,7 +516,13 @@ impl Cond {
             exprs: vec![
                 Expr::Ct { key: NFT_CT_STATE, dreg: NFT_REG_1 },
                 // conntrack state is a host-endian u32 in the register
-                Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, len: 4, mask: mask.to_ne_bytes().to_vec(), xor: vec![0; 4] },
+                Expr::Bitwise {
+                    sreg: NFT_REG_1,
+                    dreg: NFT_REG_1,
+                    len: 4,
+                    mask: mask.to_ne_bytes().to_vec(),
+                    xor: vec![0; 4],
+                },
                 cmp(NFT_CMP_EQ, vec![0; 4]),
             ],
             text: "ct state & (established | related) == 0".into(),
@@ -520,11 +531,7 @@ impl Cond {
     }
 
     fn l4proto(p: Proto) -> Cond {
-        Cond {
-            exprs: Cond::l4proto_number(p.number()),
-            text: format!("meta l4proto {}", p.name()),
-            ..Cond::default()
-        }
+        Cond { exprs: Cond::l4proto_number(p.number()), text: format!("meta l4proto {}", p.name()), ..Cond::default() }
     }
 
     fn limit(l: Limit) -> Cond {
@@ -618,7 +625,7 @@ fn rule(chain: &str, conds: Vec<Cond>, action: Action) -> RulePlan {
     }
     exprs.push(Expr::Counter { bytes: 0, packets: 0 });
     exprs.push(action.expr());
-    let text = format!("add rule inet {TABLE} {chain} {} counter {} comment {COMMENT:?}", words.join(" "), action.text());
+    let text =
+        format!("add rule inet {TABLE} {chain} {} counter {} comment {COMMENT:?}", words.join(" "), action.text());
     RulePlan { exprs, text }
 }
-

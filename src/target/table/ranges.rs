@@ -134,10 +134,13 @@ mod tests {
 
     #[test]
     fn subtracting_nested_networks() {
-        assert_eq!(subtract(r("10.0.0.0/8"), &[r("10.1.0.0/16")]), [
-            Range { lo: r("10.0.0.0/8").lo, hi: r("10.1.0.0/16").lo - 1 },
-            Range { lo: r("10.1.0.0/16").hi + 1, hi: r("10.0.0.0/8").hi },
-        ]);
+        assert_eq!(
+            subtract(r("10.0.0.0/8"), &[r("10.1.0.0/16")]),
+            [
+                Range { lo: r("10.0.0.0/8").lo, hi: r("10.1.0.0/16").lo - 1 },
+                Range { lo: r("10.1.0.0/16").hi + 1, hi: r("10.0.0.0/8").hi },
+            ]
+        );
         assert_eq!(subtract(r("10.1.0.0/16"), &[r("10.1.0.0/16")]), []);
         assert_eq!(subtract(r("10.0.0.0/8"), &[r("11.0.0.0/8")]), [r("10.0.0.0/8")]);
     }

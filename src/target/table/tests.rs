@@ -66,7 +66,10 @@ fn allow_log_tcp_reset_and_block_host() {
     // Input: neighbour discovery first, then the same selector without the output interface.
     let input = texts(&plan, INPUT);
     assert_eq!(input[0], format!("add rule inet egress_guard input icmpv6 type 133-137 counter accept {tail}"));
-    assert_eq!(input[1], format!("add rule inet egress_guard input iifname \"docker0\" ip daddr @allow4 counter accept {tail}"));
+    assert_eq!(
+        input[1],
+        format!("add rule inet egress_guard input iifname \"docker0\" ip daddr @allow4 counter accept {tail}")
+    );
     assert_eq!(input.len(), 7);
     // Overlapping networks are merged: the kernel refuses overlapping intervals.
     assert_eq!(
@@ -86,7 +89,11 @@ fn allow_log_tcp_reset_and_block_host() {
 
 #[test]
 fn subnet_only_policy_lets_multicast_through_and_guards_one_family() {
-    let p = policy(PolicySpec { subnets: words(&["172.17.0.0/16"]), reject_with: Some("drop".into()), ..PolicySpec::default() });
+    let p = policy(PolicySpec {
+        subnets: words(&["172.17.0.0/16"]),
+        reject_with: Some("drop".into()),
+        ..PolicySpec::default()
+    });
     let plan = plan(&p);
     let head = "add rule inet egress_guard forward ip saddr @subnets4 ip saddr . ip daddr != @same_subnet4";
     assert_eq!(
@@ -100,11 +107,14 @@ fn subnet_only_policy_lets_multicast_through_and_guards_one_family() {
 
 #[test]
 fn a_bridge_with_subnets_of_one_family_guards_the_other_family_whole() {
-    let p = policy(PolicySpec { ifaces: words(&["docker0"]), subnets: words(&["172.17.0.0/16"]), ..PolicySpec::default() });
+    let p =
+        policy(PolicySpec { ifaces: words(&["docker0"]), subnets: words(&["172.17.0.0/16"]), ..PolicySpec::default() });
     let planned = plan(&p);
     let rules = texts(&planned, FORWARD);
     assert_eq!(rules.len(), 2);
-    assert!(rules[0].contains("oifname != \"docker0\" ip saddr @subnets4 ip saddr . ip daddr != @same_subnet4 ct state"));
+    assert!(
+        rules[0].contains("oifname != \"docker0\" ip saddr @subnets4 ip saddr . ip daddr != @same_subnet4 ct state")
+    );
     assert!(rules[1].contains("oifname != \"docker0\" meta nfproto ipv6 ct state"), "{}", rules[1]);
 }
 
@@ -250,7 +260,11 @@ fn drift_is_named() {
         diffs,
         [
             format!("chain forward holds {} rules where the policy has {rules}", rules - 1),
-            format!("chain input holds {} rules where the policy has {}", planned.chains[1].rules.len() + 1, planned.chains[1].rules.len()),
+            format!(
+                "chain input holds {} rules where the policy has {}",
+                planned.chains[1].rules.len() + 1,
+                planned.chains[1].rules.len()
+            ),
             format!("set {} differs from the policy", planned.sets[0].set.name),
         ]
     );
@@ -259,7 +273,9 @@ fn drift_is_named() {
     assert!(status.reason.unwrap().starts_with("chain forward holds"));
     // Without --block-host the input chain is extra.
     let plain = Policy { block_host: false, ..p };
-    assert!(differences(&kernel_state(&planned), &plan(&plain)).contains(&"chain input is not in the policy".to_string()));
+    assert!(
+        differences(&kernel_state(&planned), &plan(&plain)).contains(&"chain input is not in the policy".to_string())
+    );
 }
 
 #[test]
@@ -273,7 +289,15 @@ fn a_change_rebuilds_the_table_in_one_batch() {
     let what = described(batch);
     let planned = plan(&p);
     let rules: usize = planned.chains.iter().map(|c| c.rules.len()).sum();
-    assert_eq!(what[..4], ["DELTABLE inet egress_guard", "NEWTABLE inet egress_guard", "NEWCHAIN inet egress_guard forward", "NEWCHAIN inet egress_guard input"]);
+    assert_eq!(
+        what[..4],
+        [
+            "DELTABLE inet egress_guard",
+            "NEWTABLE inet egress_guard",
+            "NEWCHAIN inet egress_guard forward",
+            "NEWCHAIN inet egress_guard input"
+        ]
+    );
     assert_eq!(what.iter().filter(|w| w.starts_with("NEWSET ")).count(), planned.sets.len());
     assert_eq!(what.iter().filter(|w| w.starts_with("NEWRULE ")).count(), rules);
     assert!(what.last().unwrap().starts_with("NEWRULE inet egress_guard input"));

@@ -16,6 +16,10 @@ use crate::target::Target;
         encoded exactly as iptables-nft would write them, in one atomic nf_tables batch. \
         Packets that enter from a container bridge, leave by another interface and belong to no \
         connection someone else opened are refused. Rules it did not write are never touched.\n\n\
+        Where DOCKER-USER does not exist (Docker's nftables backend, iptables-legacy hosts, Podman), \
+        the same policy goes into egress-guard's own table, `table inet egress_guard`, whose base \
+        chain runs just before the filter priority (--target table; --target auto chooses, \
+        --target both writes both in one batch).\n\n\
         Exit codes: 0 done / in place, 1 check found drift or absence, 2 bad usage or config \
         (nothing changed), 3 the kernel refused (permission, no nf_tables, chain missing), \
         4 gave up after concurrent changes.",

@@ -81,9 +81,10 @@ pub struct PolicyArgs {
     #[arg(long = "allow", value_name = "DEST")]
     pub allow: Vec<String>,
 
-    /// How refused connections are answered: port-unreachable (connect() fails at once with
-    /// "connection refused"), admin-prohibited ("no route to host"), tcp-reset (TCP gets a
-    /// reset, the rest port-unreachable), drop (no answer: clients wait for their timeout)
+    /// How refused connections are answered: port-unreachable (the default: "connection
+    /// refused"; TCP sees it after its first SYN retry, about 1 s), admin-prohibited ("no route
+    /// to host"), tcp-reset (TCP refused at once by a reset, the rest by port-unreachable), drop
+    /// (no answer: clients wait for their timeout)
     #[arg(long, value_name = "HOW", value_parser = ["port-unreachable", "admin-prohibited", "tcp-reset", "drop"])]
     pub reject_with: Option<String>,
 

@@ -7,8 +7,9 @@ mod netns;
 mod prereq;
 
 use std::env;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 
 /// Every task with a one-line description, in the order `cargo xtask` lists them.
 const TASKS: &[(&str, &str)] = &[
@@ -60,10 +61,62 @@ fn print_tasks() {
 /// Every test of the workspace with kernel tests forced on: one that cannot run fails instead
 /// of skipping, so a green run means the namespace tests really ran.
 fn test(args: &[String]) -> TaskResult {
+    let totals = run_tests(args)?;
+    println!("{totals}");
+    Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and adds up its "test result" lines: cargo prints one
+/// per test binary, and a reader (or CI) wants one closing line for the whole run.
+fn run_tests(args: &[String]) -> Result<Totals, Option<String>> {
     prereq::check_for("test").map_err(Some)?;
     let mut command = cargo(&["test", "--workspace"]);
-    command.args(args).env("EG_KERNEL_TESTS", "1");
-    run(command)
+    command.args(args).env("EG_KERNEL_TESTS", "1").stdout(Stdio::piped());
+    let mut child = command.spawn().map_err(|e| Some(format!("cannot run cargo test: {e}")))?;
+    let mut totals = Totals::default();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            println!("{line}");
+            totals.add(&line);
+        }
+    }
+    let status = child.wait().map_err(|e| Some(format!("cargo test: {e}")))?;
+    if status.success() {
+        Ok(totals)
+    } else {
+        println!("{totals}");
+        Err(None)
+    }
+}
+
+/// Passed and failed tests over every `test result:` line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+}
+
+impl Totals {
+    /// Counts `test result: ok. 76 passed; 0 failed; 0 ignored; …`.
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else { return };
+        let count = |word: &str| {
+            rest.split(';')
+                .find_map(|part| {
+                    part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(word)
+                })
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        self.passed += count(" passed");
+        self.failed += count(" failed");
+    }
+}
+
+impl std::fmt::Display for Totals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} passed, {} failed", self.passed, self.failed)
+    }
 }
 
 /// CI: `.ci/run` calls this and nothing else, so a developer can reproduce CI exactly.
@@ -76,9 +129,11 @@ fn ci() -> TaskResult {
         run(cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     }
     run(cargo(&["build", "--workspace", "--all-targets"]))?;
-    test(&[])?;
+    let totals = run_tests(&[])?;
     // Last: the release build is the slowest step and the tests say more when they fail.
-    dist::dist()
+    dist::dist()?;
+    println!("{totals}");
+    Ok(())
 }
 
 /// The workspace root: xtask's parent directory.
@@ -101,5 +156,19 @@ pub fn run(mut command: Command) -> TaskResult {
         Ok(())
     } else {
         Err(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Totals;
+
+    #[test]
+    fn totals_add_up_cargo_result_lines() {
+        let mut t = Totals::default();
+        t.add("test result: ok. 76 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.13s");
+        t.add("test result: FAILED. 42 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 24.08s");
+        t.add("running 3 tests");
+        assert_eq!(t.to_string(), "118 passed, 1 failed");
     }
 }

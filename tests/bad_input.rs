@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
+use crate::harness::{docker_user_namespace, egress_guard_ok};
 use crate::harness::{require_kernel, Netns};
-use crate::iptables_compat::{docker_user_namespace, egress_guard_ok};
 
 /// (flags, what the one line must mention)
 const BAD_FLAGS: &[(&[&str], &str)] = &[

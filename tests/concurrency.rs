@@ -16,7 +16,7 @@ use egress_guard::policy::Policy;
 use egress_guard::target::docker_user;
 
 use crate::harness::require_kernel;
-use crate::iptables_compat::{docker_user_namespace, egress_guard, egress_guard_ok};
+use crate::harness::{docker_user_namespace, egress_guard, egress_guard_ok};
 
 #[test]
 fn a_batch_on_a_stale_generation_is_refused_whole() {

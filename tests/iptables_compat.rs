@@ -2,13 +2,11 @@
 //! namespace must leave the kernel holding the same expressions and info blobs, and every
 //! iptables view (`-S`, `-L -v`, `iptables-save`, dockerd's `-n -L DOCKER-USER`) must read them.
 
-use std::process::{Command, Output};
-
 use egress_guard::ipt::Family;
 use egress_guard::nft::socket::Netlink;
 use egress_guard::target::docker_user::{CHAIN, TABLE};
 
-use crate::harness::{require_kernel, Netns};
+use crate::harness::{docker_user_namespace, egress_guard_ok, require_kernel, Netns};
 
 /// The default rules, as an admin would type them (`-I` in the order they end up).
 const DEFAULT_RULES: [&str; 2] = [
@@ -18,32 +16,6 @@ const DEFAULT_RULES: [&str; 2] = [
 
 fn iptables(family: Family) -> &'static str {
     family.iptables()
-}
-
-/// Runs the binary under test against `ns`.
-pub fn egress_guard(ns: &Netns, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_egress-guard"))
-        .args(args)
-        .args(["--netns", ns.name()])
-        .output()
-        .expect("run egress-guard")
-}
-
-/// Like `egress_guard`, but the command must succeed.
-pub fn egress_guard_ok(ns: &Netns, args: &[&str]) -> String {
-    let out = egress_guard(ns, args);
-    assert!(out.status.success(), "egress-guard {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `iptables -N DOCKER-USER` and the FORWARD jump dockerd adds, in both families.
-pub fn docker_user_namespace(role: &str) -> Netns {
-    let ns = Netns::new(role);
-    for family in Family::ALL {
-        ns.run(&[iptables(family), "-N", CHAIN]);
-        ns.run(&[iptables(family), "-A", "FORWARD", "-j", CHAIN]);
-    }
-    ns
 }
 
 /// The kernel's own dump of DOCKER-USER, read raw: expressions with xt info blobs, handles dropped.

@@ -7,11 +7,6 @@ use std::time::Duration;
 
 use crate::harness::{self, *};
 
-fn ok(out: std::process::Output) -> String {
-    assert!(out.status.success(), "egress-guard failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A counter from the namespace's /proc/net/snmp (IPv4) or snmp6 (IPv6), e.g. ("Icmp", "InDestUnreachs").
 fn snmp(ns: &Netns, family_v6: bool, key: &str) -> u64 {
     if family_v6 {
@@ -39,7 +34,7 @@ fn only_the_allowed_resolver_answers() {
     let dh = DockerHost::new();
     let resolver_v4 = format!("{INTERNET_V4}:{DNS_PORT}/udp");
     let resolver_v6 = format!("[{INTERNET_V6}]:{DNS_PORT}/udp");
-    ok(dh.egress_guard("apply", &["--allow", &resolver_v4, "--allow", &resolver_v6]));
+    dh.egress_guard_ok("apply", &["--allow", &resolver_v4, "--allow", &resolver_v6]);
     let mut table = Vec::new();
     for ip in [IpAddr::from(INTERNET_V4), INTERNET_V6.into()] {
         table.push(Expect::open(&dh.c1, Probe::udp((ip, DNS_PORT))));
@@ -56,7 +51,7 @@ fn only_the_allowed_resolver_answers() {
 fn tcp_reset_refuses_tcp_by_reset_and_udp_by_icmp() {
     harness::require_kernel!();
     let dh = DockerHost::new();
-    ok(dh.egress_guard("apply", &["--reject-with", "tcp-reset"]));
+    dh.egress_guard_ok("apply", &["--reject-with", "tcp-reset"]);
     let refused = Outcome::Closed(Closed::Refused);
     for (ip, v6) in [(IpAddr::from(INTERNET_V4), false), (INTERNET_V6.into(), true)] {
         let before = icmp_unreach(&dh.c1);
@@ -73,7 +68,7 @@ fn tcp_reset_refuses_tcp_by_reset_and_udp_by_icmp() {
 fn port_unreachable_refuses_tcp_by_icmp() {
     harness::require_kernel!();
     let dh = DockerHost::new();
-    ok(dh.egress_guard("apply", &[]));
+    dh.egress_guard_ok("apply", &[]);
     let before = icmp_unreach(&dh.c1);
     assert_eq!(Probe::tcp((INTERNET_V4, SERVICE_PORT)).run_in(&dh.c1), Outcome::Closed(Closed::Refused));
     assert!(icmp_unreach(&dh.c1).0 > before.0, "the default answers TCP with ICMP port unreachable");
@@ -83,7 +78,7 @@ fn port_unreachable_refuses_tcp_by_icmp() {
 fn admin_prohibited_and_drop_behave_as_named() {
     harness::require_kernel!();
     let dh = DockerHost::new();
-    ok(dh.egress_guard("apply", &["--reject-with", "admin-prohibited"]));
+    dh.egress_guard_ok("apply", &["--reject-with", "admin-prohibited"]);
     let unreachable = Outcome::Closed(Closed::Unreachable);
     let mut table = Vec::new();
     for ip in [IpAddr::from(INTERNET_V4), INTERNET_V6.into()] {
@@ -92,7 +87,7 @@ fn admin_prohibited_and_drop_behave_as_named() {
     }
     expect_all(&table);
 
-    ok(dh.egress_guard("apply", &["--reject-with", "drop"]));
+    dh.egress_guard_ok("apply", &["--reject-with", "drop"]);
     let quick = Duration::from_millis(400);
     let before = icmp_unreach(&dh.c1);
     let timeout = Outcome::Closed(Closed::Timeout);
@@ -111,7 +106,7 @@ fn admin_prohibited_and_drop_behave_as_named() {
 fn subnet_only_policy_guards_its_subnet_and_keeps_it_open_inside() {
     harness::require_kernel!();
     let dh = DockerHost::new();
-    ok(dh.egress_guard("apply", &["--subnet", "172.17.0.0/16", "--subnet", "fd00:17::/64"]));
+    dh.egress_guard_ok("apply", &["--subnet", "172.17.0.0/16", "--subnet", "fd00:17::/64"]);
     let mut table = Vec::new();
     for (inet, c2) in [(IpAddr::from(INTERNET_V4), IpAddr::from(C2_V4)), (INTERNET_V6.into(), C2_V6.into())] {
         table.push(Expect::closed(&dh.c1, Probe::tcp((inet, SERVICE_PORT))));
@@ -129,7 +124,7 @@ fn subnet_only_policy_guards_its_subnet_and_keeps_it_open_inside() {
 fn iface_limited_to_user_networks_leaves_docker0_open() {
     harness::require_kernel!();
     let dh = DockerHost::new();
-    ok(dh.egress_guard("apply", &["--iface", "br-+"]));
+    dh.egress_guard_ok("apply", &["--iface", "br-+"]);
     let mut table = Vec::new();
     for ip in [IpAddr::from(INTERNET_V4), INTERNET_V6.into()] {
         table.push(Expect::open(&dh.c1, Probe::tcp((ip, SERVICE_PORT))));
@@ -151,7 +146,7 @@ fn blocked_attempts_are_logged_within_the_rate_limit() {
     harness::require_kernel!();
     let dh = DockerHost::new();
     // Burst 5, then one per minute: a test of a few seconds can see at most 5 + 1 entries.
-    ok(dh.egress_guard("apply", &["--log=egress: ", "--log-rate", "1/minute"]));
+    dh.egress_guard_ok("apply", &["--log=egress: ", "--log-rate", "1/minute"]);
     let udp = |port| Probe::udp((INTERNET_V4, port)).timeout(Duration::from_millis(200));
     for round in 0..20u16 {
         assert!(!udp(1000 + round).run_in(&dh.c1).is_open());
@@ -162,7 +157,7 @@ fn blocked_attempts_are_logged_within_the_rate_limit() {
     assert!(rejected >= 20, "rejected {rejected}");
 
     // NFLOG instead of the kernel log: the rule is native `log group`, still iptables-readable.
-    ok(dh.egress_guard("apply", &["--nflog-group", "7"]));
+    dh.egress_guard_ok("apply", &["--nflog-group", "7"]);
     let rules = dh.host.run(&["iptables", "-S", "DOCKER-USER"]);
     assert!(rules.contains("-j NFLOG --nflog-group 7"), "{rules}");
     assert!(!udp(2000).run_in(&dh.c1).is_open());
@@ -187,13 +182,13 @@ fn dry_run_prints_what_apply_then_writes() {
     let before = dh.host.run(&["nft", "--stateless", "--handle", "list", "ruleset"]);
     let mut dry = vec!["--dry-run"];
     dry.extend(args);
-    let planned = ok(dh.egress_guard("apply", &dry));
+    let planned = dh.egress_guard_ok("apply", &dry);
     assert_eq!(
         dh.host.run(&["nft", "--stateless", "--handle", "list", "ruleset"]),
         before,
         "dry run changed the ruleset"
     );
-    ok(dh.egress_guard("apply", &args));
+    dh.egress_guard_ok("apply", &args);
     for (family, ipt) in [("ip ", "iptables"), ("ip6 ", "ip6tables")] {
         let section: Vec<&str> = planned
             .lines()

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::harness::require_kernel;
 use crate::harness::Netns;
-use crate::iptables_compat::{docker_user_namespace, egress_guard, egress_guard_ok};
+use crate::harness::{docker_user_namespace, egress_guard, egress_guard_ok};
 
 /// `check`'s exit code and its one line.
 fn check(ns: &Netns) -> (i32, String) {

@@ -4,52 +4,13 @@
 //! and its reason, status/check, `--block-host`, re-apply under a flood, and a
 //! 10,000-destination allow-list in one batch.
 
-use std::net::{IpAddr, SocketAddr};
-use std::process::Output;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use egress_guard::nft::socket::Netlink;
 
+use crate::harness::egress_guard_ok;
 use crate::harness::{self, *};
-use crate::iptables_compat::egress_guard_ok;
-
-/// Container → internet, every protocol, both families.
-fn egress<'a>(from: &'a Netns, want_open: bool) -> Vec<Expect<'a>> {
-    let servers: [IpAddr; 2] = [INTERNET_V4.into(), INTERNET_V6.into()];
-    let probes = servers
-        .into_iter()
-        .flat_map(|ip| [Probe::tcp((ip, SERVICE_PORT)), Probe::udp((ip, DNS_PORT)), Probe::ping(ip)]);
-    probes.map(|p| if want_open { Expect::open(from, p) } else { Expect::closed(from, p) }).collect()
-}
-
-/// Inbound and same-network paths that no guard may close.
-fn must_stay_open(dh: &DockerHost) -> Vec<Expect<'_>> {
-    let mut table = vec![
-        Expect::open(&dh.internet, Probe::tcp((HOST_V4, PUBLISHED_PORT))),
-        Expect::open(&dh.internet, Probe::tcp((HOST_V6, PUBLISHED_PORT))),
-        Expect::open(&dh.internet, Probe::tcp((HOST_V4, PUBLISHED_PORT)).from(LAN_CLIENT_V4)),
-    ];
-    for ip in [IpAddr::from(C2_V4), C2_V6.into()] {
-        table.push(Expect::open(&dh.c1, Probe::tcp((ip, SERVICE_PORT))));
-        table.push(Expect::open(&dh.c1, Probe::udp((ip, SERVICE_PORT))));
-        table.push(Expect::open(&dh.c1, Probe::ping(ip)));
-    }
-    table
-}
-
-/// The matrix of `guard_traffic.rs`: egress from both bridges as `egress_open` says, inbound
-/// and same-network paths always open.
-fn matrix(dh: &DockerHost, egress_open: bool) {
-    let mut table = egress(&dh.c1, egress_open);
-    table.extend(egress(&dh.c3, egress_open));
-    table.extend(must_stay_open(dh));
-    expect_all(&table);
-}
-
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "egress-guard failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `check`'s exit code and its line.
 fn check(dh: &DockerHost, args: &[&str]) -> (i32, String) {
@@ -74,12 +35,12 @@ fn nftables_backend_fixture_is_open_without_a_guard() {
 fn on_the_iptables_nft_host_the_table_guards_and_remove_reopens() {
     harness::require_kernel!();
     let dh = DockerHost::new();
-    let out = ok(dh.egress_guard("apply", &["--target", "table"]));
+    let out = dh.egress_guard_ok("apply", &["--target", "table"]);
     assert!(out.contains("inet egress_guard: did write"), "{out}");
     matrix(&dh, false);
     assert!(!dh.host.run(&["iptables", "-S", "DOCKER-USER"]).contains("egress-guard"), "table only");
 
-    let status = ok(dh.egress_guard("status", &["--target", "table", "--json"]));
+    let status = dh.egress_guard_ok("status", &["--target", "table", "--json"]);
     assert!(
         status.contains("{\"place\":\"inet egress_guard\",\"exists\":true,\"reached\":true,\"verdict\":\"in place\""),
         "{status}"
@@ -89,7 +50,7 @@ fn on_the_iptables_nft_host_the_table_guards_and_remove_reopens() {
         "{status}"
     );
 
-    ok(dh.egress_guard("remove", &["--target", "table"]));
+    dh.egress_guard_ok("remove", &["--target", "table"]);
     assert_eq!(dh.host.run(&["nft", "list", "tables", "inet"]), "");
     matrix(&dh, true);
 }
@@ -98,7 +59,7 @@ fn on_the_iptables_nft_host_the_table_guards_and_remove_reopens() {
 fn without_docker_user_auto_picks_the_table_and_says_why() {
     harness::require_kernel!();
     let dh = DockerHost::builder().docker_user(DockerUser::Missing).build();
-    let out = ok(dh.egress_guard("apply", &[]));
+    let out = dh.egress_guard_ok("apply", &[]);
     assert!(out.starts_with("target table: ip filter DOCKER exists but DOCKER-USER does not"), "{out}");
     matrix(&dh, false);
     assert_eq!(check(&dh, &[]), (0, "in place: guarding inet egress_guard".into()));
@@ -124,16 +85,16 @@ fn on_dockers_nftables_backend_auto_picks_the_table() {
     harness::require_kernel!();
     let dh = DockerHost::builder().nftables_backend().build();
     assert_eq!(check(&dh, &[]), (1, "absent: inet egress_guard: the table does not exist".into()));
-    let dry = ok(dh.egress_guard("apply", &["--dry-run"]));
+    let dry = dh.egress_guard_ok("apply", &["--dry-run"]);
     assert!(dry.contains("+ add rule inet egress_guard forward iifname \"docker0\""), "{dry}");
     assert_eq!(dh.host.run(&["nft", "list", "tables", "inet"]), "", "a dry run changes nothing");
-    let out = ok(dh.egress_guard("apply", &[]));
+    let out = dh.egress_guard_ok("apply", &[]);
     assert!(out.starts_with("target table: Docker's nftables backend detected"), "{out}");
     matrix(&dh, false);
 
     // Steady: nothing to send, nothing committed.
     let before = generation(&dh.host);
-    let out = ok(dh.egress_guard("apply", &[]));
+    let out = dh.egress_guard_ok("apply", &[]);
     assert!(out.contains("inet egress_guard: already in place"), "{out}");
     assert_eq!(generation(&dh.host), before);
 
@@ -144,7 +105,7 @@ fn on_dockers_nftables_backend_auto_picks_the_table() {
         (code, line.as_str()),
         (1, "drifted: inet egress_guard: chain forward holds 1 rules where the policy has 2")
     );
-    ok(dh.egress_guard("apply", &[]));
+    dh.egress_guard_ok("apply", &[]);
     assert_eq!(check(&dh, &[]).0, 0);
     // Docker's own tables are untouched.
     assert!(dh.host.run(&["nft", "list", "table", "ip", "docker-bridges"]).contains("filter-FORWARD"));
@@ -162,7 +123,7 @@ fn both_layers_hold_each_alone() {
     harness::require_kernel!();
     let dh = DockerHost::new();
     let before = generation(&dh.host);
-    let out = ok(dh.egress_guard("apply", &["--target", "both"]));
+    let out = dh.egress_guard_ok("apply", &["--target", "both"]);
     assert_eq!(generation(&dh.host), before + 1, "one batch for both targets: {out}");
     matrix(&dh, false);
     assert_eq!(check(&dh, &["--target", "both"]).0, 0);
@@ -177,7 +138,7 @@ fn both_layers_hold_each_alone() {
     expect_all(&table);
 
     // Back, then the table deleted by hand: DOCKER-USER still blocks.
-    ok(dh.egress_guard("apply", &["--target", "both"]));
+    dh.egress_guard_ok("apply", &["--target", "both"]);
     dh.host.run(&["nft", "delete", "table", "inet", "egress_guard"]);
     let (code, line) = check(&dh, &["--target", "both"]);
     assert_eq!((code, line.as_str()), (1, "drifted: inet egress_guard: the table does not exist"));
@@ -189,7 +150,7 @@ fn reapplying_under_a_flood_lets_nothing_through() {
     harness::require_kernel!();
     let dh = DockerHost::builder().nftables_backend().build();
     let apply = |how: &str| {
-        let out = ok(dh.egress_guard("apply", &["--target", "table", "--reject-with", how]));
+        let out = dh.egress_guard_ok("apply", &["--target", "table", "--reject-with", how]);
         assert!(out.contains("inet egress_guard: did write"), "{out}");
     };
     apply("port-unreachable");
@@ -225,7 +186,7 @@ fn block_host_refuses_new_connections_to_the_host_except_allowed_ones() {
     expect_all(&to_host(true));
 
     let allow_tcp_v4 = format!("{DOCKER0_V4}:{SERVICE_PORT}/tcp");
-    ok(dh.egress_guard("apply", &["--block-host", "--allow", &allow_tcp_v4]));
+    dh.egress_guard_ok("apply", &["--block-host", "--allow", &allow_tcp_v4]);
     // The host must still find the containers by IPv6 neighbour discovery (which conntrack
     // leaves untracked): forget what it knows and let the published port prove it.
     dh.host.run(&["ip", "-6", "neigh", "flush", "all"]);
@@ -240,7 +201,7 @@ fn block_host_refuses_new_connections_to_the_host_except_allowed_ones() {
     table.extend(must_stay_open(&dh));
     expect_all(&table);
 
-    ok(dh.egress_guard("apply", &[]));
+    dh.egress_guard_ok("apply", &[]);
     expect_all(&to_host(true));
     drop(servers);
 
@@ -271,9 +232,9 @@ fn ten_thousand_allowed_destinations_apply_in_one_batch() {
     let steady = dh.egress_guard("apply", &["--config", config_arg]);
     let (code, line) = check(&dh, &["--config", config_arg]);
     let _ = std::fs::remove_file(&config);
-    ok(out);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(after, before + 1, "one batch");
-    assert!(ok(steady).contains("already in place"));
+    assert!(String::from_utf8_lossy(&steady.stdout).contains("already in place"));
     assert_eq!((code, line.as_str()), (0, "in place: guarding inet egress_guard"));
     let listed = dh.host.run(&["nft", "list", "set", "inet", "egress_guard", "allow4"]);
     assert_eq!(listed.matches(',').count() + 1, 10_000, "elements listed");

@@ -9,6 +9,7 @@ use super::dockerd_rules::{self, Bridge, DockerUser, Family, BRIDGES, BR_EG1, DO
 use super::echo::EchoServers;
 use super::netns::{next_group, Netns};
 use super::nft_backend;
+use super::tool;
 
 /// A container: its namespace role, the network it is on, its addresses.
 struct Container {
@@ -78,13 +79,12 @@ impl DockerHost {
 
     /// Runs `egress-guard SUBCOMMAND ARGS… --netns HOST` and returns its output unchecked.
     pub fn egress_guard(&self, subcommand: &str, args: &[&str]) -> Output {
-        let program = env!("CARGO_BIN_EXE_egress-guard");
-        Command::new(program)
-            .arg(subcommand)
-            .args(args)
-            .args(["--netns", self.host.name()])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+        tool::egress_guard(&self.host, &[&[subcommand], args].concat())
+    }
+
+    /// Like [`DockerHost::egress_guard`], but the command must succeed; returns its stdout.
+    pub fn egress_guard_ok(&self, subcommand: &str, args: &[&str]) -> String {
+        tool::egress_guard_ok(&self.host, &[&[subcommand], args].concat())
     }
 }
 

@@ -1,0 +1,35 @@
+//! Running the binary under test against a namespace, and the smallest fixture it works on: a
+//! bare namespace holding DOCKER-USER and the FORWARD jump, as `iptables` on a Docker host has.
+
+use std::process::{Command, Output};
+
+use super::netns::Netns;
+
+/// Runs `egress-guard ARGS… --netns NS` and returns its output unchecked.
+pub fn egress_guard(ns: &Netns, args: &[&str]) -> Output {
+    let program = env!("CARGO_BIN_EXE_egress-guard");
+    Command::new(program)
+        .args(args)
+        .args(["--netns", ns.name()])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// Like [`egress_guard`], but the command must succeed; returns its stdout.
+pub fn egress_guard_ok(ns: &Netns, args: &[&str]) -> String {
+    let out = egress_guard(ns, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "egress-guard {args:?} failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A fresh namespace with `iptables -N DOCKER-USER` and `-A FORWARD -j DOCKER-USER` in both
+/// families, and nothing else.
+pub fn docker_user_namespace(role: &str) -> Netns {
+    let ns = Netns::new(role);
+    for iptables in ["iptables", "ip6tables"] {
+        ns.run(&[iptables, "-N", "DOCKER-USER"]);
+        ns.run(&[iptables, "-A", "FORWARD", "-j", "DOCKER-USER"]);
+    }
+    ns
+}

@@ -1,25 +1,17 @@
 //! Throw-away network namespaces for `dist` and `bench`: named after our pid, always deleted.
 
 use std::fs::{self, File};
-use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
 
+use nix::sched::{setns, CloneFlags};
+
 use crate::child::run_quiet;
 
 /// Where `ip netns add` bind-mounts named namespaces.
 const NETNS_DIR: &str = "/run/netns";
-
-/// `CLONE_NEWNET` (linux/sched.h): `setns` checks that the file is a network namespace.
-const CLONE_NEWNET: i32 = 0x4000_0000;
-
-extern "C" {
-    /// glibc's `setns(2)`; std links libc already, so this costs no dependency.
-    fn setns(fd: i32, nstype: i32) -> i32;
-}
 
 /// A named network namespace `/run/netns/<prefix>-<pid>`, deleted on drop (also on error and
 /// panic), so a failed task leaves nothing behind.
@@ -89,10 +81,8 @@ impl Drop for Netns {
 
 /// Moves the calling thread into the namespace `file` and checks that it arrived.
 fn enter(file: &File) -> Result<(), String> {
-    // SAFETY: a plain syscall on a descriptor we own; it changes only this thread.
-    if unsafe { setns(file.as_raw_fd(), CLONE_NEWNET) } != 0 {
-        return Err(format!("setns: {}", io::Error::last_os_error()));
-    }
+    // CLONE_NEWNET makes the kernel check that the file is a network namespace.
+    setns(file, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns: {e}"))?;
     let wanted = file.metadata().map_err(|e| e.to_string())?.ino();
     let here = fs::metadata("/proc/thread-self/ns/net").map_err(|e| e.to_string())?.ino();
     if here != wanted {

@@ -6,7 +6,7 @@ use egress_guard::ipt::Family;
 use egress_guard::nft::socket::Netlink;
 use egress_guard::target::docker_user::{CHAIN, TABLE};
 
-use crate::harness::{docker_user_namespace, egress_guard_ok, require_kernel, Netns};
+use crate::harness::{docker_user_namespace, dry_run_lines, egress_guard_ok, require_kernel, Netns};
 
 /// The default rules, as an admin would type them (`-I` in the order they end up).
 const DEFAULT_RULES: [&str; 2] = [
@@ -132,4 +132,78 @@ fn a_rule_of_ours_changed_by_hand_is_replaced() {
     let rules = ns.run(&["iptables", "-S", CHAIN]);
     assert!(!rules.contains("-j DROP"), "{rules}");
     assert_eq!(rules.matches("egress-guard").count(), 2, "{rules}");
+}
+
+/// Every policy knob, so every rule shape we emit is compared: allow (address, address:port),
+/// LOG with a limit, NFLOG, tcp-reset, drop, admin-prohibited, subnets with and without bridges,
+/// the subnet multicast exception, non-byte-aligned prefixes.
+const POLICIES: &[&[&str]] = &[
+    &[
+        "--allow",
+        "198.51.100.53:53/udp",
+        "--allow",
+        "203.0.113.0/24",
+        "--allow",
+        "[2001:db8::53]:53/tcp",
+        "--log=egress: ",
+        "--reject-with",
+        "tcp-reset",
+    ],
+    &["--subnet", "172.17.0.0/16", "--subnet", "fd00:17::/64", "--reject-with", "drop", "--nflog-group", "5"],
+    &[
+        "--subnet",
+        "172.16.0.0/12",
+        "--subnet",
+        "fd00::/12",
+        "--iface",
+        "docker0",
+        "--reject-with",
+        "admin-prohibited",
+        "--log",
+        "--log-rate",
+        "3/second",
+    ],
+    &["--iface", "veth+", "--allow", "198.51.100.0/25:8080/tcp", "--nflog-group", "9", "--log=blocked"],
+];
+
+/// Feeds `rules` (`-A …` lines as `iptables -S` prints them) to `iptables-restore --noflush`,
+/// which parses quotes the way an admin's shell would.
+fn restore(ns: &Netns, family: Family, rules: &[&str]) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = ns
+        .command(&format!("{}-restore", iptables(family)))
+        .arg("--noflush")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start iptables-restore");
+    let input = format!("*filter\n{}\nCOMMIT\n", rules.join("\n"));
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write rules");
+    let out = child.wait_with_output().expect("iptables-restore");
+    assert!(out.status.success(), "iptables-restore failed: {}\n{input}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn every_rule_shape_equals_what_iptables_writes() {
+    require_kernel!();
+    for policy in POLICIES {
+        let ours = docker_user_namespace("shapes");
+        let theirs = docker_user_namespace("shapes-ipt");
+        let mut args = vec!["apply", "--dry-run"];
+        args.extend_from_slice(policy);
+        // What we mean to write, as iptables commands (from the plan, not from our encoding)…
+        let planned = egress_guard_ok(&ours, &args);
+        egress_guard_ok(&ours, &args[..1].iter().chain(policy.iter()).copied().collect::<Vec<_>>());
+        for family in Family::ALL {
+            // …typed into iptables in the sibling namespace: iptables encodes them itself.
+            let rules = dry_run_lines(&planned, &format!("{} {TABLE} {CHAIN}", family.nft_name()));
+            assert!(!rules.is_empty(), "{policy:?} {family:?}: no rules");
+            restore(&theirs, family, &rules);
+            let context = format!("{policy:?} {family:?}");
+            assert_eq!(kernel_dump(&ours, family), kernel_dump(&theirs, family), "{context}: kernel dumps differ");
+            assert_eq!(nft_netlink(&ours, family), nft_netlink(&theirs, family), "{context}");
+            assert_eq!(iptables_views(&ours, family), iptables_views(&theirs, family), "{context}");
+        }
+    }
 }

@@ -189,14 +189,8 @@ fn dry_run_prints_what_apply_then_writes() {
         "dry run changed the ruleset"
     );
     dh.egress_guard_ok("apply", &args);
-    for (family, ipt) in [("ip ", "iptables"), ("ip6 ", "ip6tables")] {
-        let section: Vec<&str> = planned
-            .lines()
-            .skip_while(|l| !l.starts_with(&format!("{family}filter DOCKER-USER")))
-            .skip(1)
-            .take_while(|l| l.starts_with("  "))
-            .filter_map(|l| l.strip_prefix("  + "))
-            .collect();
+    for (family, ipt) in [("ip", "iptables"), ("ip6", "ip6tables")] {
+        let section = dry_run_lines(&planned, &format!("{family} filter DOCKER-USER"));
         let written: Vec<String> = dh
             .host
             .run(&[ipt, "-S", "DOCKER-USER"])

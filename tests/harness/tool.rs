@@ -33,3 +33,15 @@ pub fn docker_user_namespace(role: &str) -> Netns {
     }
     ns
 }
+
+/// The `-A …` lines `apply --dry-run` prints for one place, e.g. "ip filter DOCKER-USER".
+pub fn dry_run_lines<'a>(dry_run: &'a str, place: &str) -> Vec<&'a str> {
+    let header = format!("{place}:");
+    dry_run
+        .lines()
+        .skip_while(|l| !l.starts_with(&header))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.strip_prefix("  + "))
+        .collect()
+}

@@ -132,14 +132,14 @@ impl Netlink {
 
     /// The rules of one chain, in order; `None` when the table or chain does not exist.
     pub fn dump_rules(&mut self, family: u8, table: &str, chain: &str) -> Result<Option<Vec<NftRule>>, NlError> {
-        // A rule dump filtered by a missing chain answers an empty list: ask for the chain first.
-        if !self.chain_exists(family, table, chain)? {
+        let what = format!("GETRULE {} {table} {chain}", family_name(family));
+        let dump = self.get(&what, |seq| msg::getrule_dump(seq, family, table, chain))?.unwrap_or_default();
+        // A dump filtered by a missing chain answers an empty list too: only an empty answer
+        // needs the extra question (a chain with rules exists; this keeps a steady apply at
+        // one request per chain).
+        if dump.is_empty() && !self.chain_exists(family, table, chain)? {
             return Ok(None);
         }
-        let what = format!("GETRULE {} {table} {chain}", family_name(family));
-        let Some(dump) = self.get(&what, |seq| msg::getrule_dump(seq, family, table, chain))? else {
-            return Ok(None);
-        };
         dump.iter().map(|r| NftRule::decode(&r.reply())).collect::<Result<_, _>>().map(Some)
     }
 

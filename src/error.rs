@@ -73,3 +73,27 @@ impl From<NlError> for Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernel(errno: Errno) -> Error {
+        Error::from(NlError::Kernel { what: "GETGEN".into(), errno })
+    }
+
+    #[test]
+    fn kernel_errors_map_to_what_the_admin_must_fix() {
+        assert!(matches!(kernel(Errno::EPERM), Error::Permission));
+        // nfnetlink without the nf_tables subsystem answers EOPNOTSUPP; no nfnetlink at all
+        // fails socket() with EPROTONOSUPPORT.
+        assert!(matches!(kernel(Errno::EOPNOTSUPP), Error::NoNfTables));
+        let no_socket = NlError::Io { op: "socket", errno: Errno::EPROTONOSUPPORT };
+        assert!(matches!(Error::from(no_socket), Error::NoNfTables));
+        assert!(matches!(kernel(Errno::EINVAL), Error::Kernel(_)));
+        for e in [Error::Permission, Error::NoNfTables, kernel(Errno::EINVAL)] {
+            assert_eq!(e.exit_code(), 3, "{e}");
+        }
+        assert!(Error::Permission.to_string().contains("CAP_NET_ADMIN"));
+    }
+}

@@ -6,6 +6,8 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
+use egress_guard::apply::{transact, MAX_ATTEMPTS};
+use egress_guard::error::Error;
 use egress_guard::ipt::Family;
 use egress_guard::nft::msg::BatchBuilder;
 use egress_guard::nft::rule::Position;
@@ -67,4 +69,34 @@ fn apply_under_a_busy_concurrent_writer_converges() {
     let rules = ns.run(&["iptables", "-S", "DOCKER-USER"]);
     assert_eq!(rules.matches("egress-guard").count(), 2, "{rules}");
     assert!(rules.contains("icmp-port-unreachable") && !rules.contains("203.0.113.7"), "{rules}");
+}
+
+#[test]
+fn a_writer_that_always_wins_makes_apply_give_up_with_exit_4() {
+    require_kernel!();
+    let ns = docker_user_namespace("giveup");
+    let rules = docker_user::encode(Family::V4, &docker_user_rules(&Policy::default(), Family::V4));
+    let (result, attempts) = ns.enter(|| {
+        let mut nl = Netlink::open().expect("netlink");
+        let mut attempts = 0;
+        // Each attempt reads, plans, and then loses the race: another writer commits before
+        // our batch goes out, so every batch meets a newer generation.
+        let result = transact(&mut nl, false, |_, batch| {
+            attempts += 1;
+            for rule in &rules {
+                batch.push("NEWRULE", |seq| rule.new_msg(seq, Position::Top));
+            }
+            let status = Command::new("iptables").args(["-A", "DOCKER-USER", "-j", "RETURN"]).status();
+            assert!(status.expect("iptables").success());
+            Ok(())
+        });
+        (result, attempts)
+    });
+    assert!(matches!(result, Err(Error::GaveUp(MAX_ATTEMPTS))), "{result:?}");
+    assert_eq!(attempts, MAX_ATTEMPTS);
+    assert_eq!(Error::GaveUp(MAX_ATTEMPTS).exit_code(), 4);
+    // Nothing of ours landed; every one of the other writer's rules did.
+    let chain = ns.run(&["iptables", "-S", "DOCKER-USER"]);
+    assert!(!chain.contains("egress-guard"), "{chain}");
+    assert_eq!(chain.matches("-j RETURN").count(), MAX_ATTEMPTS as usize, "{chain}");
 }

@@ -46,6 +46,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Exit 0 when the guard is in place and reached, 1 otherwise (one line says why)
     Check(CheckArgs),
+    /// Apply, then heal whenever another program changes the ruleset; runs until stopped
+    Watch(WatchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +153,17 @@ pub struct StatusArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub netns: NetnsArg,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Also check every this many seconds, in case a change notification was lost
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub interval: u64,
     #[command(flatten)]
     pub netns: NetnsArg,
 }

@@ -11,3 +11,4 @@ mod iptables_compat;
 mod policy_options;
 mod status_check;
 mod table_target;
+mod watch;

@@ -5,6 +5,7 @@ mod apply;
 mod check;
 mod remove;
 mod status;
+mod watch;
 
 use std::io::ErrorKind;
 
@@ -22,6 +23,7 @@ pub fn run(command: Command) -> Result<i32, Error> {
         Command::Remove(args) => remove::run(args),
         Command::Status(args) => status::run(args),
         Command::Check(args) => check::run(args),
+        Command::Watch(args) => watch::run(args),
     }
 }
 

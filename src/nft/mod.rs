@@ -5,6 +5,7 @@
 pub mod attr;
 pub mod chain;
 pub mod expr;
+pub mod monitor;
 pub mod msg;
 pub mod rule;
 pub mod rustables_bridge;

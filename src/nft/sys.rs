@@ -39,6 +39,10 @@ pub const NFT_MSG_NEWGEN: u16 = 15;
 pub const NFT_MSG_GETGEN: u16 = 16;
 
 pub const NFTA_GEN_ID: u16 = 1;
+pub const NFTA_GEN_PROC_PID: u16 = 2;
+
+/// The multicast group nf_tables announces every committed change on.
+pub const NFNLGRP_NFTABLES: u32 = 7;
 
 pub const NFTA_TABLE_NAME: u16 = 1;
 

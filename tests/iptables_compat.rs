@@ -169,19 +169,8 @@ const POLICIES: &[&[&str]] = &[
 /// Feeds `rules` (`-A …` lines as `iptables -S` prints them) to `iptables-restore --noflush`,
 /// which parses quotes the way an admin's shell would.
 fn restore(ns: &Netns, family: Family, rules: &[&str]) {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = ns
-        .command(&format!("{}-restore", iptables(family)))
-        .arg("--noflush")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start iptables-restore");
-    let input = format!("*filter\n{}\nCOMMIT\n", rules.join("\n"));
-    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write rules");
-    let out = child.wait_with_output().expect("iptables-restore");
-    assert!(out.status.success(), "iptables-restore failed: {}\n{input}", String::from_utf8_lossy(&out.stderr));
+    let restore = format!("{}-restore", iptables(family));
+    ns.run_with_input(&[&restore, "--noflush"], &format!("*filter\n{}\nCOMMIT\n", rules.join("\n")));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! uplink to an "internet" namespace, dockerd's iptables rules and echo servers everywhere.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use super::addrs::*;
 use super::dockerd_rules::{self, Bridge, DockerUser, Family, BRIDGES, BR_EG1, DOCKER0};

@@ -29,7 +29,7 @@
 //! }
 //! ```
 
-// Tests written later use parts of the harness that today's tests don't.
+// Tests written later use parts of the harness (and its re-exports) that today's tests don't.
 #![allow(dead_code, unused_imports)]
 
 mod addrs;

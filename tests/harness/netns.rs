@@ -99,22 +99,31 @@ impl Netns {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Feeds `script` to `ip -n NAME -batch -`: one `ip` process for many link/addr/route lines.
-    pub fn ip_batch(&self, script: &str) {
-        let mut child = Command::new("ip")
-            .args(["-n", &self.name, "-batch", "-"])
+    /// Runs `args` inside the namespace with `input` on its stdin (`ip -batch -`, `nft -f -`,
+    /// `iptables-restore`) and returns stdout; panics with stderr and the input if it fails.
+    pub fn run_with_input(&self, args: &[&str], input: &str) -> String {
+        let (program, rest) = args.split_first().expect("a command to run");
+        let mut child = self
+            .command(program)
+            .args(rest)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("{self}: cannot start ip: {e}"));
+            .unwrap_or_else(|e| panic!("{self}: cannot start {program}: {e}"));
         let mut stdin = child.stdin.take().expect("piped stdin");
-        stdin.write_all(script.as_bytes()).expect("write ip batch");
+        stdin.write_all(input.as_bytes()).unwrap_or_else(|e| panic!("{self}: write to {program}: {e}"));
         drop(stdin);
-        let output = child.wait_with_output().expect("wait for ip");
+        let output = child.wait_with_output().unwrap_or_else(|e| panic!("{self}: wait for {program}: {e}"));
         if !output.status.success() {
-            panic!("{self}: ip batch failed: {}\n{script}", String::from_utf8_lossy(&output.stderr));
+            panic!("{self}: `{}` failed: {}\n{input}", args.join(" "), String::from_utf8_lossy(&output.stderr));
         }
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Feeds `script` to `ip -batch -`: one `ip` process for many link/addr/route lines.
+    pub fn ip_batch(&self, script: &str) {
+        self.run_with_input(&["ip", "-batch", "-"], script);
     }
 
     /// Runs `f` on a thread that has entered this namespace, and returns its result. Sockets

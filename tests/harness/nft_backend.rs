@@ -10,9 +10,6 @@
 //! other inbound traffic. NAT: `fib daddr type local` → DNAT of the published port, and
 //! masquerading out of each bridge through the `nat-postrouting-*-jumps` maps.
 
-use std::io::Write;
-use std::process::Stdio;
-
 use super::addrs::*;
 use super::dockerd_rules::{Bridge, Family, BRIDGES, DOCKER0};
 use super::netns::Netns;
@@ -20,19 +17,7 @@ use super::netns::Netns;
 /// Writes both `docker-bridges` tables into `host` with one `nft -f -`.
 pub fn apply(host: &Netns) {
     let script = [Family::V4, Family::V6].map(ruleset).join("\n");
-    let mut child = host
-        .command("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{host}: cannot start nft: {e}"));
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin.write_all(script.as_bytes()).expect("write the nft script");
-    drop(stdin);
-    let output = child.wait_with_output().expect("wait for nft");
-    assert!(output.status.success(), "{host}: nft -f failed: {}\n{script}", String::from_utf8_lossy(&output.stderr));
+    host.run_with_input(&["nft", "-f", "-"], &script);
 }
 
 /// `nft` family word, address keyword, c1's address and the bridge's subnet per family.

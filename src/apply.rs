@@ -85,7 +85,7 @@ fn sync_docker_user(nl: &mut Netlink, batch: &mut BatchBuilder, policy: &Policy)
         }
         let rules = plan::docker_user_rules(policy, family);
         let planned = docker_user::encode(family, &rules);
-        let mut step = chain_step(&state);
+        let mut step = Step { warning: coverage_warning(&state), ..chain_step(&state) };
         if state.exists() && !state.matches(&planned) {
             docker_user::replace(batch, &state, &planned);
             step.change = Change::Written;
@@ -100,27 +100,23 @@ fn sync_docker_user(nl: &mut Netlink, batch: &mut BatchBuilder, policy: &Policy)
     Ok(steps)
 }
 
-/// A step for one family's chain with nothing changed yet, and the warnings it deserves.
+/// A step for one family's chain with nothing changed yet.
 fn chain_step(state: &ChainState) -> Step {
-    let family = state.family;
-    let place = format!("{} {TABLE} {CHAIN}", family.nft_name());
-    let (change, warning) = if !state.exists() {
-        (
-            Change::Missing,
-            Some(format!("no {place}: {} not covered (is ip6tables enabled in dockerd?)", family.nft_name())),
-        )
+    let place = format!("{} {TABLE} {CHAIN}", state.family.nft_name());
+    let change = if state.exists() { Change::Unchanged } else { Change::Missing };
+    Step { place, change, added: Vec::new(), removed: Vec::new(), warning: None }
+}
+
+/// What an admin applying the guard should hear about this chain: not there, or not reached.
+fn coverage_warning(state: &ChainState) -> Option<String> {
+    let name = state.family.nft_name();
+    if !state.exists() {
+        Some(format!("no {name} {TABLE} {CHAIN}: {name} not covered (is ip6tables enabled in dockerd?)"))
     } else if !state.forward_jumps {
-        (
-            Change::Unchanged,
-            Some(format!(
-                "{} FORWARD does not jump to {CHAIN}: the guard is inert until dockerd adds the jump",
-                family.nft_name()
-            )),
-        )
+        Some(format!("{name} FORWARD does not jump to {CHAIN}: the guard is inert until dockerd adds the jump"))
     } else {
-        (Change::Unchanged, None)
-    };
-    Step { place, change, added: Vec::new(), removed: Vec::new(), warning }
+        None
+    }
 }
 
 /// Our rules in a chain as `iptables -S` lines (or a note for one changed by hand).
@@ -145,7 +141,6 @@ pub fn remove(nl: &mut Netlink, target: Target) -> Result<Vec<Step>, Error> {
             for family in Family::ALL {
                 let state = ChainState::read(nl, family)?;
                 let mut step = chain_step(&state);
-                step.warning = None;
                 if !state.ours().is_empty() {
                     docker_user::remove(batch, &state);
                     step.change = Change::Written;

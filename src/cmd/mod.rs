@@ -40,10 +40,15 @@ fn connect(netns: &NetnsArg) -> Result<Netlink, Error> {
 fn resolve(args: &PolicyArgs) -> Result<(Policy, Target), Error> {
     let file = read_config(args.config.as_deref())?;
     let policy = args.spec().over(file.policy).resolve()?;
-    let word = args.target.target.clone().or(file.target).unwrap_or_else(|| "auto".into());
-    let target = Target::parse(&word)
-        .ok_or_else(|| PolicyError(format!("target {word:?}: unknown; use {}", Target::WORDS.join(", "))))?;
-    Ok((policy, target))
+    let word = args.target.target.clone().or(file.target);
+    Ok((policy, target(word.as_deref())?))
+}
+
+/// `--target` (or the config's `target`), `auto` when not given.
+fn target(word: Option<&str>) -> Result<Target, Error> {
+    let word = word.unwrap_or("auto");
+    let unknown = || PolicyError(format!("target {word:?}: unknown; use {}", Target::WORDS.join(", ")));
+    Ok(Target::parse(word).ok_or_else(unknown)?)
 }
 
 /// The config file: the one named, which must exist, or the default one if it exists.

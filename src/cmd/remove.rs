@@ -3,12 +3,10 @@
 use crate::apply;
 use crate::cli::RemoveArgs;
 use crate::error::Error;
-use crate::policy::PolicyError;
-use crate::target::{Change, Target};
+use crate::target::Change;
 
 pub fn run(args: RemoveArgs) -> Result<i32, Error> {
-    let word = args.target.target.as_deref().unwrap_or("auto");
-    let target = Target::parse(word).ok_or_else(|| PolicyError(format!("target {word:?}: unknown")))?;
+    let target = super::target(args.target.target.as_deref())?;
     let mut nl = super::connect(&args.netns)?;
     for step in apply::remove(&mut nl, target)? {
         match step.change {

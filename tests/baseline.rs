@@ -6,54 +6,10 @@ use std::time::Duration;
 
 use crate::harness::{self, *};
 
-/// Egress (TCP, UDP, ping, both families) from a container to the internet server.
-fn egress<'a>(from: &'a Netns) -> Vec<Expect<'a>> {
-    let servers: [IpAddr; 2] = [INTERNET_V4.into(), INTERNET_V6.into()];
-    servers
-        .into_iter()
-        .flat_map(|ip| {
-            [
-                Expect::open(from, Probe::tcp((ip, SERVICE_PORT))),
-                Expect::open(from, Probe::udp((ip, DNS_PORT))),
-                Expect::open(from, Probe::ping(ip)),
-            ]
-        })
-        .collect()
-}
-
-/// Between two containers on one bridge, both ways, both families.
-fn same_bridge<'a>(a: &'a Netns, b_ips: [IpAddr; 2]) -> Vec<Expect<'a>> {
-    b_ips
-        .into_iter()
-        .flat_map(|ip| {
-            [
-                Expect::open(a, Probe::tcp((ip, SERVICE_PORT))),
-                Expect::open(a, Probe::udp((ip, SERVICE_PORT))),
-                Expect::open(a, Probe::ping(ip)),
-            ]
-        })
-        .collect()
-}
-
-/// The published port (host:8080 → c1:80) from the internet, both families, and from the LAN.
-fn published(internet: &Netns) -> Vec<Expect<'_>> {
-    vec![
-        Expect::open(internet, Probe::tcp((HOST_V4, PUBLISHED_PORT))),
-        Expect::open(internet, Probe::tcp((HOST_V6, PUBLISHED_PORT))),
-        Expect::open(internet, Probe::tcp((HOST_V4, PUBLISHED_PORT)).from(LAN_CLIENT_V4)),
-    ]
-}
-
 #[test]
 fn without_a_guard_every_path_is_open() {
     harness::require_kernel!();
-    let dh = DockerHost::new();
-    let mut table = egress(&dh.c1);
-    table.extend(egress(&dh.c3));
-    table.extend(published(&dh.internet));
-    table.extend(same_bridge(&dh.c1, [C2_V4.into(), C2_V6.into()]));
-    table.extend(same_bridge(&dh.c2, [C1_V4.into(), C1_V6.into()]));
-    expect_all(&table);
+    matrix(&DockerHost::new(), true);
 }
 
 /// Inserts `rule` (`-I FORWARD …`) in both families, then expects every kind of path to show

@@ -27,10 +27,14 @@ pub fn must_stay_open(dh: &DockerHost) -> Vec<Expect<'_>> {
         // A LAN client inside 172.16.0.0/12: the naive `-s 172.16.0.0/12 -j REJECT` recipe breaks it.
         Expect::open(&dh.internet, Probe::tcp((HOST_V4, PUBLISHED_PORT)).from(LAN_CLIENT_V4)),
     ];
-    for ip in [IpAddr::from(C2_V4), C2_V6.into()] {
-        table.push(Expect::open(&dh.c1, Probe::tcp((ip, SERVICE_PORT))));
-        table.push(Expect::open(&dh.c1, Probe::udp((ip, SERVICE_PORT))));
-        table.push(Expect::open(&dh.c1, Probe::ping(ip)));
+    // Between two containers of one network, both ways.
+    let pairs = [(&dh.c1, [IpAddr::from(C2_V4), C2_V6.into()]), (&dh.c2, [C1_V4.into(), C1_V6.into()])];
+    for (from, peer) in pairs {
+        for ip in peer {
+            table.push(Expect::open(from, Probe::tcp((ip, SERVICE_PORT))));
+            table.push(Expect::open(from, Probe::udp((ip, SERVICE_PORT))));
+            table.push(Expect::open(from, Probe::ping(ip)));
+        }
     }
     table
 }

@@ -25,13 +25,18 @@ pub struct Outcome {
 }
 
 /// Runs `step` (read the kernel, decide, fill the batch) until its batch commits against the
-/// generation it read, or there is nothing to send. With `dry_run` the batch is never sent.
+/// generation it read, or there is nothing to send and nobody committed while we read. With
+/// `dry_run` the batch is never sent. A commit by another writer in between (a refused batch,
+/// an interrupted dump, a generation that moved under a read) means: wait a little, read again.
 pub fn transact<T>(
     nl: &mut Netlink,
     dry_run: bool,
     mut step: impl FnMut(&mut Netlink, &mut BatchBuilder) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            backoff(attempt);
+        }
         let genid = nl.generation()?;
         let mut batch = BatchBuilder::new(nl.next_seq(), genid);
         let outcome = match step(nl, &mut batch) {
@@ -39,15 +44,52 @@ pub fn transact<T>(
             other => other?,
         };
         if dry_run || batch.is_empty() {
+            // Nothing to send: the reads must all have seen one generation.
+            if nl.generation()? != genid {
+                continue;
+            }
             return Ok(outcome);
         }
         match nl.commit(&batch.finish()) {
-            Ok(()) => return Ok(outcome),
+            Ok(_) => return Ok(outcome),
             Err(NlError::Concurrent) => continue,
             Err(e) => return Err(e.into()),
         }
     }
     Err(Error::GaveUp(MAX_ATTEMPTS))
+}
+
+/// Reads with `read` until one generation held from start to end (a consistent picture).
+pub fn read_consistent<T>(nl: &mut Netlink, read: impl FnMut(&mut Netlink) -> Result<T, Error>) -> Result<T, Error> {
+    let mut read = read;
+    transact(nl, true, |nl, _| read(nl))
+}
+
+/// Sleeps before retry `attempt` (1, 2, …): up to 1 ms doubled each time, capped at 64 ms,
+/// at a random point of that window, so two writers that collided do not collide again in step.
+fn backoff(attempt: u32) {
+    let window_us = 1000u64 << attempt.min(6);
+    std::thread::sleep(std::time::Duration::from_micros(jitter(window_us)));
+}
+
+/// A cheap pseudo-random number below `bound`, different per process and per call.
+fn jitter(bound: u64) -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let seed = STATE.load(Ordering::Relaxed);
+    let seed = if seed == 0 {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        now ^ (u64::from(std::process::id()) << 32) | 1
+    } else {
+        seed
+    };
+    // xorshift64
+    let mut x = seed;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    STATE.store(x, Ordering::Relaxed);
+    x % bound.max(1)
 }
 
 /// Puts `policy` in place at `target`, in one batch.

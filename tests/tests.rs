@@ -6,6 +6,7 @@ mod atomic_switch;
 mod bad_input;
 mod baseline;
 mod concurrency;
+mod defects;
 mod guard_traffic;
 mod iptables_compat;
 mod policy_options;

@@ -22,6 +22,10 @@ pub fn run(args: CheckArgs) -> Result<i32, Error> {
 /// Reads every place of ours and judges it against `policy`; the places the chosen target
 /// uses are required, the others are reported when they exist.
 pub fn read_report(nl: &mut Netlink, policy: &Policy, target: Target) -> Result<Report, Error> {
+    crate::apply::read_consistent(nl, |nl| read_once(nl, policy, target))
+}
+
+fn read_once(nl: &mut Netlink, policy: &Policy, target: Target) -> Result<Report, Error> {
     let choice = detect::choose(nl, target)?;
     let mut states = Family::ALL.into_iter().map(|f| ChainState::read(nl, f)).collect::<Result<Vec<_>, _>>()?;
     if !choice.target.uses_docker_user() {

@@ -47,20 +47,24 @@ pub enum Position {
     Top,
     /// Just before the rule with this handle (`iptables -I CHAIN N`).
     Before(u64),
+    /// Just after the rule with this handle.
+    After(u64),
     /// At the end (`iptables -A`).
     End,
 }
 
 impl NftRule {
-    /// The NEWRULE message, attributes in libnftnl's order.
+    /// The NEWRULE message, attributes and flags as libnftnl's (no NLM_F_ACK: a batch's
+    /// answers are errors only, see `Netlink::commit`). The kernel inserts before
+    /// NFTA_RULE_POSITION, or after it with NLM_F_APPEND; without a position, APPEND appends.
     pub fn new_msg(&self, seq: u32, at: Position) -> Vec<u8> {
         let flags = match at {
-            Position::Top | Position::Before(_) => NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
-            Position::End => NLM_F_REQUEST | NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK,
+            Position::Top | Position::Before(_) => NLM_F_REQUEST | NLM_F_CREATE,
+            Position::After(_) | Position::End => NLM_F_REQUEST | NLM_F_CREATE | NLM_F_APPEND,
         };
         build(nft_type(NFT_MSG_NEWRULE), flags, seq, self.family, 0, |w| {
             w.put_strz(NFTA_RULE_TABLE, &self.table).put_strz(NFTA_RULE_CHAIN, &self.chain);
-            if let Position::Before(handle) = at {
+            if let Position::Before(handle) | Position::After(handle) = at {
                 w.put_be64(NFTA_RULE_POSITION, handle);
             }
             self.write_exprs(w);
@@ -77,7 +81,7 @@ impl NftRule {
 
     /// The DELRULE message for this rule, found by its kernel handle.
     pub fn del_msg(&self, handle: u64, seq: u32) -> Vec<u8> {
-        build(nft_type(NFT_MSG_DELRULE), NLM_F_REQUEST | NLM_F_ACK, seq, self.family, 0, |w| {
+        build(nft_type(NFT_MSG_DELRULE), NLM_F_REQUEST, seq, self.family, 0, |w| {
             w.put_strz(NFTA_RULE_TABLE, &self.table)
                 .put_strz(NFTA_RULE_CHAIN, &self.chain)
                 .put_be64(NFTA_RULE_HANDLE, handle);

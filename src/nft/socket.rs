@@ -1,7 +1,6 @@
 //! The I/O shell around nf_tables: one netlink socket, request/reply bookkeeping, dumps and
 //! batch commits. Everything it sends is built by the pure encoders beside it.
 
-use std::collections::BTreeSet;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -145,10 +144,13 @@ impl Netlink {
 
     /// Sends the GET request `make` builds (a dump when it carries NLM_F_DUMP) and collects the
     /// objects it answers with; `None` when the kernel says ENOENT (no such table, chain or set).
+    /// A dump that another writer's commit interrupted (NLM_F_DUMP_INTR) is read to its end and
+    /// then reported as `Concurrent`, for the caller to read again.
     pub fn get(&mut self, what: &str, make: impl FnOnce(u32) -> Vec<u8>) -> Result<Option<Vec<OwnedReply>>, NlError> {
         let seq = self.take_seq();
         self.send(&make(seq))?;
         let mut objects = Vec::new();
+        let mut interrupted = false;
         loop {
             let n = self.recv(false, what)?.unwrap_or(0);
             let buf = self.buf[..n].to_vec();
@@ -156,72 +158,87 @@ impl Netlink {
                 if reply.seq != seq {
                     continue;
                 }
-                if reply.flags & NLM_F_DUMP_INTR != 0 {
-                    self.drain_dump(seq)?;
-                    return Err(NlError::Concurrent);
-                }
-                match reply.ty {
-                    NLMSG_DONE => return Ok(Some(objects)),
+                interrupted |= reply.flags & NLM_F_DUMP_INTR != 0;
+                let last = match reply.ty {
+                    NLMSG_DONE => true,
                     NLMSG_ERROR => match reply.error()?.0 {
                         0 => continue,
-                        e if e == Errno::ENOENT as i32 => return Ok(None),
+                        e if e == Errno::ENOENT as i32 && !interrupted => return Ok(None),
+                        e if e == Errno::ENOENT as i32 => true,
                         e => return Err(kernel_error(what, e)),
                     },
-                    _ => objects.push(OwnedReply::new(&reply)),
-                }
-                // A plain GET is answered by one message; only a dump ends with NLMSG_DONE.
-                if reply.flags & NLM_F_MULTI == 0 {
-                    return Ok(Some(objects));
+                    _ => {
+                        objects.push(OwnedReply::new(&reply));
+                        // A plain GET is answered by one message; only a dump ends with NLMSG_DONE.
+                        reply.flags & NLM_F_MULTI == 0
+                    }
+                };
+                if last {
+                    return if interrupted { Err(NlError::Concurrent) } else { Ok(Some(objects)) };
                 }
             }
         }
     }
 
-    /// Reads and discards the rest of an interrupted dump so the socket can be reused.
-    fn drain_dump(&mut self, seq: u32) -> Result<(), NlError> {
-        loop {
-            let n = self.recv(false, "dump")?.unwrap_or(0);
-            let done =
-                msg::parse(&self.buf[..n])?.iter().any(|r| r.seq == seq && (r.ty == NLMSG_DONE || r.ty == NLMSG_ERROR));
-            if done {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Sends a batch and accounts for every sequence number in it: each message carries
-    /// NLM_F_ACK, so success is one ACK per message; failure is an error naming the message.
-    pub fn commit(&mut self, batch: &Batch) -> Result<(), NlError> {
+    /// Sends a batch and reads every answer the kernel has for it; returns the generation
+    /// after the commit.
+    ///
+    /// nfnetlink processes a batch inside our `send()`, and queues its answers all at once. Our
+    /// messages ask for no ACK (as iptables' and nft's don't), so a batch that commits queues
+    /// nothing, and one that fails queues an error for each failing message (or one ERESTART on
+    /// BATCH_BEGIN for a stale generation). A GETGEN sent after the batch is the fence: once its
+    /// answer arrives, every answer of the batch has been read. Asking an ACK per message would
+    /// queue one answer per message, and a batch of a few hundred overflows the receive buffer
+    /// (ENOBUFS) with no way to tell what was lost. If answers are lost anyway (errors from a
+    /// huge failing batch), losing them still means the batch failed: only errors are queued.
+    pub fn commit(&mut self, batch: &Batch) -> Result<u32, NlError> {
         self.seq = batch.end_seq.wrapping_add(1);
         self.fit_send_buffer(batch.bytes.len())?;
         self.send(&batch.bytes)?;
-        let mut waiting: BTreeSet<u32> = batch.msgs.iter().map(|(seq, _)| *seq).collect();
+        let in_batch = |seq: u32| seq.wrapping_sub(batch.begin_seq) <= batch.end_seq.wrapping_sub(batch.begin_seq);
         let mut errors: Vec<(u32, i32)> = Vec::new();
-        // The kernel processes the batch inside send(), so once an error is seen every other
-        // answer is already queued: drain without blocking.
-        while !waiting.is_empty() || !errors.is_empty() {
-            let Some(n) = self.recv(!errors.is_empty(), "the batch")? else { break };
-            for reply in msg::parse(&self.buf[..n])? {
-                if reply.ty != NLMSG_ERROR {
+        let mut lost = false;
+        let mut fence = self.send_fence()?;
+        let genid = loop {
+            let n = match recv(self.fd.as_raw_fd(), &mut self.buf, MsgFlags::empty()) {
+                Ok(n) => n,
+                Err(Errno::ENOBUFS) => {
+                    // Drain what did fit, then ask again: the first fence's answer may be lost too.
+                    lost = true;
+                    while let Some(n) = self.recv(true, "the batch")? {
+                        errors.extend(batch_errors(&self.buf[..n], &in_batch)?);
+                    }
+                    fence = self.send_fence()?;
                     continue;
                 }
-                let (errno, seq) = reply.error()?;
-                waiting.remove(&seq);
-                if errno != 0 {
-                    errors.push((seq, errno));
-                }
+                Err(Errno::EAGAIN) => return Err(NlError::NoAnswer("the batch".into())),
+                Err(errno) => return Err(NlError::Io { op: "recv", errno }),
+            };
+            errors.extend(batch_errors(&self.buf[..n], &in_batch)?);
+            if let Some(genid) = fence_answer(&self.buf[..n], fence)? {
+                break genid;
             }
-        }
-        match errors.iter().min_by_key(|(seq, _)| *seq) {
-            None => Ok(()),
+        };
+        match errors.iter().min_by_key(|(seq, _)| seq.wrapping_sub(batch.begin_seq)) {
             Some(&(seq, errno)) if seq == batch.begin_seq && errno == Errno::ERESTART as i32 => {
                 Err(NlError::Concurrent)
             }
             Some(&(seq, errno)) => {
-                let what = batch.msgs.iter().find(|(s, _)| *s == seq).map_or("batch", |(_, w)| w.as_str());
+                let what = batch.msgs.iter().find(|(s, _)| *s == seq).map_or("commit", |(_, w)| w.as_str());
                 Err(kernel_error(what, errno))
             }
+            None if lost => {
+                Err(NlError::Kernel { what: "commit (answers lost: ENOBUFS)".into(), errno: Errno::ENOBUFS })
+            }
+            None => Ok(genid),
         }
+    }
+
+    /// Sends the GETGEN that fences a batch's answers; returns its sequence number.
+    fn send_fence(&mut self) -> Result<u32, NlError> {
+        let seq = self.take_seq();
+        self.send(&msg::getgen(seq))?;
+        Ok(seq)
     }
 
     /// Grows the send buffer so one datagram holds the whole batch (a batch must be one
@@ -238,6 +255,37 @@ impl Netlink {
             .or_else(|_| setsockopt(&self.fd, sockopt::SndBuf, &want))
             .map_err(|errno| NlError::Io { op: "setsockopt", errno })
     }
+}
+
+/// The errors for messages of the batch in one datagram, as (seq, errno).
+fn batch_errors(datagram: &[u8], in_batch: &impl Fn(u32) -> bool) -> Result<Vec<(u32, i32)>, NlError> {
+    let mut errors = Vec::new();
+    for reply in msg::parse(datagram)? {
+        if reply.ty == NLMSG_ERROR {
+            let (errno, seq) = reply.error()?;
+            if errno != 0 && in_batch(seq) {
+                errors.push((seq, errno));
+            }
+        }
+    }
+    Ok(errors)
+}
+
+/// The generation in the fence's answer, if the datagram holds it.
+fn fence_answer(datagram: &[u8], fence: u32) -> Result<Option<u32>, NlError> {
+    for reply in msg::parse(datagram)? {
+        if reply.seq != fence {
+            continue;
+        }
+        if reply.ty == NLMSG_ERROR {
+            let (errno, _) = reply.error()?;
+            return Err(kernel_error("GETGEN after the batch", errno));
+        }
+        if reply.ty == nft_type(NFT_MSG_NEWGEN) {
+            return msg::parse_genid(&reply).map(Some);
+        }
+    }
+    Ok(None)
 }
 
 fn kernel_error(what: &str, errno: i32) -> NlError {

@@ -45,3 +45,36 @@ pub fn dry_run_lines<'a>(dry_run: &'a str, place: &str) -> Vec<&'a str> {
         .filter_map(|l| l.strip_prefix("  + "))
         .collect()
 }
+
+/// A running `egress-guard watch ARGS… --netns NS`, killed when dropped (also when the test fails).
+pub struct Watch(pub std::process::Child);
+
+impl Watch {
+    pub fn start(ns: &Netns, args: &[&str]) -> Watch {
+        let child = Command::new(env!("CARGO_BIN_EXE_egress-guard"))
+            .arg("watch")
+            .args(args)
+            .args(["--netns", ns.name()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start watch");
+        Watch(child)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `done` every 10 ms for up to 3 s; returns how long it took.
+pub fn within(what: &str, mut done: impl FnMut() -> bool) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "{what}: not within 3 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    started.elapsed()
+}

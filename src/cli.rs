@@ -1,10 +1,13 @@
-//! The command line: syntax only. Nothing here touches the system; flags become a
-//! `PolicySpec` that is merged with the config file and validated before any netlink message.
+//! The command line: syntax only. Nothing here touches the system. Each value is checked by
+//! clap as it is parsed, with the same functions the config file uses, into the policy's own
+//! types (`ValueEnum`s and value parsers); `cmd` merges flags with the config file.
 
 use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
 
-use crate::policy::PolicySpec;
-use crate::target::Target;
+use crate::backend::Target;
+use crate::net::Limit;
+use crate::policy::{self, Allow, Iface, PolicySpec, Refusal, Sourced, ValueError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -16,13 +19,14 @@ use crate::target::Target;
         encoded exactly as iptables-nft would write them, in one atomic nf_tables batch. \
         Packets that enter from a container bridge, leave by another interface and belong to no \
         connection someone else opened are refused. Rules it did not write are never touched.\n\n\
-        Where DOCKER-USER does not exist (Docker's nftables backend, iptables-legacy hosts, Podman), \
-        the same policy goes into egress-guard's own table, `table inet egress_guard`, whose base \
-        chain runs just before the filter priority (--target table; --target auto chooses, \
+        For a family without DOCKER-USER (Docker's nftables backend, Docker 20.10's IPv6, \
+        iptables-legacy hosts, Podman) the same policy goes into egress-guard's own table, \
+        `table inet egress_guard`, whose base chain runs just before the filter priority \
+        (--target auto decides per family; --target table or docker-user forces one; \
         --target both writes both in one batch).\n\n\
         Exit codes: 0 done / in place, 1 check found drift or absence, 2 bad usage or config \
-        (nothing changed), 3 the kernel refused (permission, no nf_tables, chain missing), \
-        4 gave up after concurrent changes.",
+        (nothing changed), 3 the kernel refused (permission, no nf_tables, chain missing, a table \
+        not ours), 4 gave up after concurrent changes.",
     after_help = "Examples:\n  \
         egress-guard apply                                  guard docker0 and every br-* network\n  \
         egress-guard apply --allow 198.51.100.53:53/udp     ...but let containers use this resolver\n  \
@@ -42,9 +46,10 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Delete our rules (those commented "egress-guard"), in one batch
     Remove(RemoveArgs),
-    /// Show what is in place: each chain, whether packets reach it, our rules and their counters
+    /// Show what is in place: each chain, whether packets reach it first, our rules and their
+    /// counters, and what bypasses them
     Status(StatusArgs),
-    /// Exit 0 when the guard is in place and reached, 1 otherwise (one line says why)
+    /// Exit 0 when the guard is in place and reached first, 1 otherwise (one line says why)
     Check(CheckArgs),
     /// Apply, then heal whenever another program changes the ruleset; runs until stopped
     Watch(WatchArgs),
@@ -60,52 +65,50 @@ pub struct NetnsArg {
 
 #[derive(Debug, Args)]
 pub struct TargetArg {
-    /// Where the rules live: docker-user (Docker's DOCKER-USER chains), table (our own nftables
-    /// table), both, or auto (docker-user where it exists, else table)
-    #[arg(long, value_name = "TARGET", value_parser = Target::WORDS)]
-    pub target: Option<String>,
+    /// Where the rules live (default auto: per family, docker-user where DOCKER-USER exists,
+    /// else our own table)
+    #[arg(long, value_name = "TARGET", value_enum)]
+    pub target: Option<Target>,
 }
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
     /// Guard traffic entering from this bridge (repeatable; a trailing + is a wildcard, as in
     /// iptables). Default: docker0 and br-+ (every user-defined Docker network)
-    #[arg(long = "iface", value_name = "NAME")]
-    pub ifaces: Vec<String>,
+    #[arg(long = "iface", value_name = "NAME", value_parser = iface)]
+    pub ifaces: Vec<Iface>,
 
     /// Guard traffic from this source subnet to anywhere outside it, like the classic
     /// `-s CIDR` recipe (repeatable; IPv4 or IPv6). With --iface, a rule needs both
-    #[arg(long = "subnet", value_name = "CIDR")]
-    pub subnets: Vec<String>,
+    #[arg(long = "subnet", value_name = "CIDR", value_parser = subnet)]
+    pub subnets: Vec<IpNet>,
 
     /// Let containers reach this destination: CIDR, CIDR:PORT/PROTO or [IPv6-CIDR]:PORT/PROTO
-    /// with PROTO tcp or udp (repeatable), e.g. a DNS resolver 10.0.0.53:53/udp
-    #[arg(long = "allow", value_name = "DEST")]
-    pub allow: Vec<String>,
+    /// with PROTO tcp or udp (repeatable), e.g. a DNS resolver 198.51.100.53:53/udp. To make
+    /// an exception, allow it here: rules of your own ahead of ours are moved below them
+    #[arg(long = "allow", value_name = "DEST", value_parser = allow)]
+    pub allow: Vec<Allow>,
 
-    /// How refused connections are answered: port-unreachable (the default: "connection
-    /// refused"; TCP sees it after its first SYN retry, about 1 s), admin-prohibited ("no route
-    /// to host"), tcp-reset (TCP refused at once by a reset, the rest by port-unreachable), drop
-    /// (no answer: clients wait for their timeout)
-    #[arg(long, value_name = "HOW", value_parser = ["port-unreachable", "admin-prohibited", "tcp-reset", "drop"])]
-    pub reject_with: Option<String>,
+    /// How refused connections are answered
+    #[arg(long, value_name = "HOW", value_enum)]
+    pub reject_with: Option<Refusal>,
 
     /// Log blocked attempts to the kernel log first, rate-limited, with this prefix
     /// (default "egress-guard: ")
-    #[arg(long, value_name = "PREFIX", num_args = 0..=1, require_equals = true)]
+    #[arg(long, value_name = "PREFIX", num_args = 0..=1, require_equals = true, value_parser = prefix)]
     pub log: Option<Option<String>>,
 
     /// At most this many log entries: RATE/UNIT, UNIT second, minute, hour or day
     /// (default 10/minute, burst 5)
-    #[arg(long, value_name = "RATE")]
-    pub log_rate: Option<String>,
+    #[arg(long, value_name = "RATE", value_parser = rate)]
+    pub log_rate: Option<Limit>,
 
     /// Log blocked attempts to this NFLOG group instead of the kernel log (for `ulogd`)
-    #[arg(long, value_name = "N")]
-    pub nflog_group: Option<String>,
+    #[arg(long, value_name = "N", value_parser = group)]
+    pub nflog_group: Option<u16>,
 
     /// Also refuse new connections from containers to the host itself (except to --allow
-    /// destinations); needs the table target (--target table or both)
+    /// destinations); kept in our own table, so not with --target docker-user
     #[arg(long)]
     pub block_host: bool,
 
@@ -132,8 +135,9 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
-    #[command(flatten)]
-    pub target: TargetArg,
+    /// Only from the places of this target (default: everywhere egress-guard writes)
+    #[arg(long, value_name = "TARGET", value_enum)]
+    pub target: Option<Target>,
     #[command(flatten)]
     pub netns: NetnsArg,
 }
@@ -168,18 +172,39 @@ pub struct WatchArgs {
     pub netns: NetnsArg,
 }
 
+fn iface(s: &str) -> Result<Iface, ValueError> {
+    policy::parse_iface(s)
+}
+fn subnet(s: &str) -> Result<IpNet, ValueError> {
+    policy::parse_subnet(s)
+}
+fn allow(s: &str) -> Result<Allow, ValueError> {
+    policy::parse_allow(s)
+}
+fn prefix(s: &str) -> Result<String, ValueError> {
+    policy::parse_prefix(s)
+}
+fn rate(s: &str) -> Result<Limit, ValueError> {
+    policy::parse_rate(s)
+}
+fn group(s: &str) -> Result<u16, String> {
+    s.parse::<u16>().map_err(|_| "must be a number from 0 to 65535".to_string())
+}
+
 impl PolicyArgs {
-    /// The policy words the flags give (`None` where a flag was not used).
+    /// The policy the flags give (`None` where a flag was not used).
     pub fn spec(&self) -> PolicySpec {
-        let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        fn list<T: Clone>(flag: &'static str, v: &[T]) -> Option<Vec<Sourced<T>>> {
+            (!v.is_empty()).then(|| v.iter().cloned().map(|x| Sourced::flag(flag, x)).collect())
+        }
         PolicySpec {
-            ifaces: list(&self.ifaces),
-            subnets: list(&self.subnets),
-            allow: list(&self.allow),
-            reject_with: self.reject_with.clone(),
-            log: self.log.clone(),
-            log_rate: self.log_rate.clone(),
-            nflog_group: self.nflog_group.clone(),
+            ifaces: list("--iface", &self.ifaces),
+            subnets: list("--subnet", &self.subnets),
+            allow: list("--allow", &self.allow),
+            refusal: self.reject_with,
+            log: self.log.clone().map(|p| Sourced::flag("--log", p)),
+            log_rate: self.log_rate,
+            nflog_group: self.nflog_group,
             block_host: self.block_host.then_some(true),
         }
     }
@@ -196,17 +221,71 @@ mod tests {
     }
 
     #[test]
-    fn flags_become_a_spec() {
+    fn flags_become_typed_values() {
         let cli =
             Cli::try_parse_from(["egress-guard", "apply", "--iface", "br-+", "--log", "--allow", "10.0.0.53:53/udp"])
                 .unwrap();
         let Command::Apply(a) = cli.command else { panic!() };
         let spec = a.policy.spec();
-        assert_eq!(spec.ifaces, Some(vec!["br-+".to_string()]));
-        assert_eq!(spec.log, Some(None));
-        let cli = Cli::try_parse_from(["egress-guard", "check", "--log=egress: "]).unwrap();
+        assert_eq!(spec.ifaces.unwrap()[0].value.as_str(), "br-+");
+        assert_eq!(spec.log.map(|l| l.value), Some(None));
+        assert_eq!(spec.allow.unwrap()[0].value.to_string(), "10.0.0.53/32:53/udp");
+        let cli =
+            Cli::try_parse_from(["egress-guard", "check", "--log=egress: ", "--reject-with", "tcp-reset"]).unwrap();
         let Command::Check(c) = cli.command else { panic!() };
-        assert_eq!(c.policy.spec().log, Some(Some("egress: ".into())));
-        assert_eq!(c.policy.spec().ifaces, None);
+        assert_eq!(c.policy.spec().log.map(|l| l.value), Some(Some("egress: ".into())));
+        assert_eq!(c.policy.reject_with, Some(Refusal::TcpReset));
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_by_clap_with_our_reason() {
+        let e = Cli::try_parse_from(["egress-guard", "apply", "--subnet", "172.17.0.0/12"]).unwrap_err();
+        assert!(e.to_string().contains("host bits are set; the network is 172.16.0.0/12"), "{e}");
+    }
+
+    /// Every `egress-guard …` line in a code block of the README and docs parses (the part
+    /// before a comment, a pipe or `&&`), and its policy resolves.
+    #[test]
+    fn every_example_command_in_the_docs_parses() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut seen = 0;
+        for doc in ["README.md", "docs/operations.md", "docs/configuration.md", "docs/faq.md", "docs/design.md"] {
+            let text = std::fs::read_to_string(format!("{root}/{doc}")).unwrap_or_default();
+            // The fence's language, inside a code block: commands are lines of a `sh` block,
+            // or `$ `-prompted lines of any block (the rest of those is sample output).
+            let mut block: Option<&str> = None;
+            for line in text.lines().map(str::trim) {
+                if let Some(lang) = line.strip_prefix("```") {
+                    block = if block.is_some() { None } else { Some(lang) };
+                    continue;
+                }
+                let command = match block {
+                    Some("sh") => line.strip_prefix("egress-guard ").or(line.strip_prefix("$ egress-guard ")),
+                    Some(_) => line.strip_prefix("$ egress-guard "),
+                    None => None,
+                };
+                let Some(rest) = command else { continue };
+                let cut = rest.find(['#', '|', '&', '>']).unwrap_or(rest.len());
+                let words = std::iter::once("egress-guard").chain(rest[..cut].split_whitespace());
+                let words: Vec<String> = words.map(|w| w.trim_matches('"').replace("$pid", "1")).collect();
+                let cli = match Cli::try_parse_from(&words) {
+                    Ok(cli) => cli,
+                    Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => continue,
+                    Err(e) => panic!("{doc}: {line}\n{e}"),
+                };
+                let policy = match &cli.command {
+                    Command::Apply(a) => Some(&a.policy),
+                    Command::Status(a) => Some(&a.policy),
+                    Command::Check(a) => Some(&a.policy),
+                    Command::Watch(a) => Some(&a.policy),
+                    Command::Remove(_) => None,
+                };
+                if let Some(p) = policy {
+                    p.spec().resolve().unwrap_or_else(|e| panic!("{doc}: {line}\n{e}"));
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen >= 8, "only {seen} examples found");
     }
 }

@@ -1,9 +1,17 @@
 //! The config file (`/etc/egress-guard/config.toml`, or `--config PATH`): the same settings as
-//! the flags, in a small, strict subset of TOML — `key = value` lines with strings, integers,
-//! booleans and arrays of strings, `#` comments. Unknown keys and wrong types are errors that
-//! name the file, the line and the key. Parsing is pure; reading the file is the caller's.
+//! the flags, in TOML, read with the `toml` crate into serde types. Unknown keys, wrong types
+//! and bad values are errors naming the file, the line and the column; `parse` is pure, `load`
+//! reads the file.
 
-use crate::policy::PolicySpec;
+use std::io::ErrorKind;
+use std::ops::Range;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::backend::Target;
+use crate::policy::{self, Origin, PolicyError, PolicySpec, Refusal, Sourced, ValueError};
 
 /// Where the config is read from when `--config` is not given (if it exists).
 pub const DEFAULT_PATH: &str = "/etc/egress-guard/config.toml";
@@ -12,188 +20,189 @@ pub const DEFAULT_PATH: &str = "/etc/egress-guard/config.toml";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
     pub policy: PolicySpec,
-    pub target: Option<String>,
+    pub target: Option<Target>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}: {msg}")]
-pub struct ConfigError {
-    pub file: String,
-    pub line: usize,
-    pub msg: String,
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not TOML, or not the keys and types we take.
+    #[error("{path}:{line}:{col}: {msg}")]
+    Syntax { path: String, line: usize, col: usize, msg: String },
+    /// A value that cannot work (it names the file, line and column itself).
+    #[error(transparent)]
+    Value(#[from] PolicyError),
+    #[error("cannot read config {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {path} is not a regular file")]
+    NotAFile { path: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Value {
-    Str(String),
-    Int(i64),
-    Bool(bool),
-    List(Vec<String>),
+/// The file as TOML gives it. Every key is optional; `deny_unknown_fields` turns a typo into
+/// an error listing the keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    iface: Option<Vec<Spanned<String>>>,
+    subnet: Option<Vec<Spanned<String>>>,
+    allow: Option<Vec<Spanned<String>>>,
+    reject_with: Option<Refusal>,
+    log: Option<Spanned<LogSetting>>,
+    log_rate: Option<Spanned<String>>,
+    nflog_group: Option<u16>,
+    block_host: Option<bool>,
+    target: Option<Target>,
 }
 
-impl Value {
-    fn kind(&self) -> &'static str {
-        match self {
-            Value::Str(_) => "a string",
-            Value::Int(_) => "an integer",
-            Value::Bool(_) => "a boolean",
-            Value::List(_) => "an array",
+/// `log = true`, `log = false` or `log = "prefix"`.
+#[derive(Debug)]
+enum LogSetting {
+    On(bool),
+    Prefix(String),
+}
+
+impl<'de> Deserialize<'de> for LogSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct LogVisitor;
+        impl Visitor<'_> for LogVisitor {
+            type Value = LogSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or a prefix string")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<LogSetting, E> {
+                Ok(LogSetting::On(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LogSetting, E> {
+                Ok(LogSetting::Prefix(v.to_string()))
+            }
         }
+        d.deserialize_any(LogVisitor)
     }
 }
 
-const KEYS: &str = "iface, subnet, allow, reject_with, log, log_rate, nflog_group, block_host, target";
-
-pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-    let mut config = Config::default();
-    let mut seen: Vec<String> = Vec::new();
-    let mut lines = text.lines().enumerate();
-    while let Some((index, raw)) = lines.next() {
-        let line_no = index + 1;
-        let fail = |msg: String| ConfigError { file: file.to_string(), line: line_no, msg };
-        let mut line = strip_comment(raw).trim().to_string();
-        if line.is_empty() {
-            continue;
-        }
-        if line.starts_with('[') {
-            return Err(fail(format!("tables are not used here; write `key = value` at the top level (keys: {KEYS})")));
-        }
-        let (key, _) = line.split_once('=').ok_or_else(|| fail(format!("expected `key = value`, found {:?}", line)))?;
-        let key = key.trim().to_string();
-        // A multi-line array continues until its closing bracket.
-        while line.contains('[') && !line.contains(']') {
-            let (_, next) = lines.next().ok_or_else(|| fail(format!("key {key:?}: array is never closed with ']'")))?;
-            line.push(' ');
-            line.push_str(strip_comment(next).trim());
-        }
-        let value_text = line.split_once('=').map(|(_, v)| v.trim()).unwrap_or("");
-        let value = parse_value(value_text).map_err(|why| fail(format!("key {key:?}: {why}")))?;
-        if seen.contains(&key) {
-            return Err(fail(format!("key {key:?} is set twice")));
-        }
-        seen.push(key.clone());
-        set(&mut config, &key, value).map_err(fail)?;
-    }
-    Ok(config)
-}
-
-/// Drops a `#` comment that is not inside a string.
-fn strip_comment(line: &str) -> &str {
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, c) in line.char_indices() {
-        match c {
-            '\\' if in_string => escaped = !escaped,
-            '"' if !escaped => in_string = !in_string,
-            '#' if !in_string => return &line[..i],
-            _ => escaped = false,
-        }
-        if c != '\\' {
-            escaped = false;
-        }
-    }
-    line
-}
-
-fn parse_value(s: &str) -> Result<Value, String> {
-    match s {
-        "true" => return Ok(Value::Bool(true)),
-        "false" => return Ok(Value::Bool(false)),
-        "" => return Err("missing value".into()),
+/// Reads the file named by `--config` (which must exist), or the default one if it exists.
+pub fn load(path: Option<&str>) -> Result<Config, ConfigError> {
+    let (path, required) = match path {
+        Some(p) => (p, true),
+        None => (DEFAULT_PATH, false),
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Err(ConfigError::NotAFile { path: path.into() }),
+        Err(e) if e.kind() == ErrorKind::NotFound && !required => return Ok(Config::default()),
         _ => {}
     }
-    if s.starts_with('"') {
-        let (text, rest) = parse_string(s)?;
-        return if rest.trim().is_empty() {
-            Ok(Value::Str(text))
-        } else {
-            Err(format!("unexpected {rest:?} after the string"))
-        };
-    }
-    if let Some(inner) = s.strip_prefix('[') {
-        let inner = inner.strip_suffix(']').ok_or("array must end with ']'")?;
-        return parse_list(inner).map(Value::List);
-    }
-    s.parse::<i64>()
-        .map(Value::Int)
-        .map_err(|_| format!("{s:?} is not a string, integer, boolean or array (quote strings)"))
-}
-
-/// A basic TOML string: `"…"` with `\"` and `\\`; returns the text and what follows.
-fn parse_string(s: &str) -> Result<(String, &str), String> {
-    let mut out = String::new();
-    let mut chars = s.char_indices().skip(1);
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => return Ok((out, &s[i + 1..])),
-            '\\' => match chars.next() {
-                Some((_, '"')) => out.push('"'),
-                Some((_, '\\')) => out.push('\\'),
-                Some((_, other)) => return Err(format!("unsupported escape \\{other}")),
-                None => break,
-            },
-            c => out.push(c),
-        }
-    }
-    Err("string is never closed with '\"'".into())
-}
-
-fn parse_list(mut s: &str) -> Result<Vec<String>, String> {
-    let mut items = Vec::new();
-    loop {
-        s = s.trim_start();
-        if s.is_empty() {
-            return Ok(items);
-        }
-        if !s.starts_with('"') {
-            return Err(format!("array items must be quoted strings, found {s:?}"));
-        }
-        let (item, rest) = parse_string(s)?;
-        items.push(item);
-        s = rest.trim_start();
-        s = s.strip_prefix(',').unwrap_or(s);
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(path, &text),
+        Err(source) => Err(ConfigError::Read { path: path.to_string(), source }),
     }
 }
 
-fn set(config: &mut Config, key: &str, value: Value) -> Result<(), String> {
-    let p = &mut config.policy;
-    let wrong = |want: &str, v: &Value| Err(format!("key {key:?} must be {want}, not {}", v.kind()));
-    match (key, value) {
-        ("iface", Value::List(l)) => p.ifaces = Some(l),
-        ("subnet", Value::List(l)) => p.subnets = Some(l),
-        ("allow", Value::List(l)) => p.allow = Some(l),
-        ("iface" | "subnet" | "allow", v) => return wrong("an array of strings", &v),
-        ("reject_with", Value::Str(s)) => p.reject_with = Some(s),
-        ("log_rate", Value::Str(s)) => p.log_rate = Some(s),
-        ("target", Value::Str(s)) => config.target = Some(s),
-        ("reject_with" | "log_rate" | "target", v) => return wrong("a string", &v),
-        ("log", Value::Bool(true)) => p.log = Some(None),
-        ("log", Value::Bool(false)) => p.log = None,
-        ("log", Value::Str(s)) => p.log = Some(Some(s)),
-        ("log", v) => return wrong("true, false or a prefix string", &v),
-        ("nflog_group", Value::Int(n)) => p.nflog_group = Some(n.to_string()),
-        ("nflog_group", v) => return wrong("an integer", &v),
-        ("block_host", Value::Bool(b)) => p.block_host = Some(b),
-        ("block_host", v) => return wrong("true or false", &v),
-        (other, _) => return Err(format!("unknown key {other:?} (keys: {KEYS})")),
+/// Parses and checks the file's text; `path` is only for messages.
+pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
+    let file: File = toml::from_str(text).map_err(|e| {
+        let (line, col) = line_col(text, e.span().map_or(0, |s| s.start));
+        ConfigError::Syntax { path: path.into(), line, col, msg: e.message().trim().to_string() }
+    })?;
+    let ctx = Ctx { path, text };
+    let log = match file.log {
+        None => None,
+        Some(spanned) => {
+            let origin = ctx.at("log", spanned.span());
+            match spanned.into_inner() {
+                LogSetting::On(false) => None,
+                LogSetting::On(true) => Some(Sourced { value: None, origin }),
+                LogSetting::Prefix(p) => {
+                    let prefix = policy::parse_prefix(&p).map_err(|why| PolicyError::value(&origin, &p, why))?;
+                    Some(Sourced { value: Some(prefix), origin })
+                }
+            }
+        }
+    };
+    let log_rate = match file.log_rate {
+        None => None,
+        Some(rate) => Some(ctx.check("log_rate", rate, policy::parse_rate)?.value),
+    };
+    let policy = PolicySpec {
+        ifaces: ctx.list("iface", file.iface, policy::parse_iface)?,
+        subnets: ctx.list("subnet", file.subnet, policy::parse_subnet)?,
+        allow: ctx.list("allow", file.allow, policy::parse_allow)?,
+        refusal: file.reject_with,
+        log,
+        log_rate,
+        nflog_group: file.nflog_group,
+        block_host: file.block_host,
+    };
+    Ok(Config { policy, target: file.target })
+}
+
+/// The file being parsed, to name where a value stands.
+struct Ctx<'a> {
+    path: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn at(&self, key: &'static str, span: Range<usize>) -> Origin {
+        let (line, col) = line_col(self.text, span.start);
+        Origin::File { path: self.path.to_string(), line, col, key }
     }
-    Ok(())
+
+    /// One value through the same check its flag has.
+    fn check<T>(
+        &self,
+        key: &'static str,
+        item: Spanned<String>,
+        parse: fn(&str) -> Result<T, ValueError>,
+    ) -> Result<Sourced<T>, PolicyError> {
+        let origin = self.at(key, item.span());
+        let text = item.into_inner();
+        match parse(&text) {
+            Ok(value) => Ok(Sourced { value, origin }),
+            Err(why) => Err(PolicyError::value(&origin, &text, why)),
+        }
+    }
+
+    fn list<T>(
+        &self,
+        key: &'static str,
+        items: Option<Vec<Spanned<String>>>,
+        parse: fn(&str) -> Result<T, ValueError>,
+    ) -> Result<Option<Vec<Sourced<T>>>, PolicyError> {
+        items.map(|items| items.into_iter().map(|item| self.check(key, item, parse)).collect()).transpose()
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const PATH: &str = "/etc/egress-guard/config.toml";
+
+    fn err(text: &str) -> String {
+        parse(PATH, text).unwrap_err().to_string()
+    }
+
     #[test]
-    fn full_example_parses() {
+    fn full_toml_parses() {
         let text = r#"
 # egress-guard settings
-iface = ["docker0", "br-+"]   # the default
+iface = ['docker0', "br-+"]   # literal and basic strings, an inline comment
 subnet = [
   "172.17.0.0/16",
   "fd00::/8",
 ]
-allow = ["198.51.100.53:53/udp"]
+allow = ["198.51.100.53:53/udp", "[2001:db8::53]:53/udp"]
 reject_with = "tcp-reset"
 log = "egress # blocked: "
 log_rate = "5/minute"
@@ -202,32 +211,61 @@ block_host = true
 target = "docker-user"
 "#;
         let c = parse("config.toml", text).unwrap();
-        assert_eq!(c.policy.ifaces, Some(vec!["docker0".to_string(), "br-+".to_string()]));
-        assert_eq!(c.policy.subnets.as_ref().unwrap().len(), 2);
-        assert_eq!(c.policy.log, Some(Some("egress # blocked: ".into())));
-        assert_eq!(c.policy.nflog_group.as_deref(), Some("7"));
-        assert_eq!(c.target.as_deref(), Some("docker-user"));
-        assert_eq!(c.policy.block_host, Some(true));
+        let p = c.policy.resolve().unwrap();
+        assert_eq!(p.ifaces.iter().map(|i| i.as_str()).collect::<Vec<_>>(), ["docker0", "br-+"]);
+        assert_eq!(p.subnets.len(), 2);
+        assert_eq!(p.allow.len(), 2);
+        assert_eq!(p.refusal, Refusal::TcpReset);
+        assert_eq!(c.target, Some(Target::DockerUser));
+        assert!(p.block_host);
+        assert_eq!(
+            p.log.unwrap().sink,
+            crate::policy::LogSink::Nflog { group: 7, prefix: Some("egress # blocked: ".into()) }
+        );
     }
 
     #[test]
-    fn errors_name_file_line_and_key() {
-        let e = |text: &str| parse("/etc/egress-guard/config.toml", text).unwrap_err().to_string();
-        assert_eq!(
-            e("\nifac = [\"docker0\"]"),
-            "/etc/egress-guard/config.toml:2: unknown key \"ifac\" (keys: iface, subnet, allow, reject_with, log, log_rate, nflog_group, block_host, target)"
+    fn errors_name_file_line_and_column() {
+        assert!(
+            err("\nifac = [\"docker0\"]").starts_with(&format!("{PATH}:2:1: unknown field `ifac`, expected one of"))
         );
+        assert_eq!(err("nflog_group = \"5\""), format!("{PATH}:1:15: invalid type: string \"5\", expected u16"));
+        assert!(err("log = 3")
+            .starts_with(&format!("{PATH}:1:7: invalid type: integer `3`, expected true, false or a prefix string")));
         assert_eq!(
-            e("nflog_group = \"5\""),
-            "/etc/egress-guard/config.toml:1: key \"nflog_group\" must be an integer, not a string"
+            err("subnet = [\n  \"10.0.0.0/8\",\n  \"172.17.0.0/12\",\n]"),
+            format!("{PATH}:3:3: subnet \"172.17.0.0/12\": host bits are set; the network is 172.16.0.0/12")
         );
-        assert_eq!(
-            e("iface = \"docker0\""),
-            "/etc/egress-guard/config.toml:1: key \"iface\" must be an array of strings, not a string"
-        );
-        assert!(e("log = tru").contains(":1: key \"log\": \"tru\" is not a string"));
-        assert!(e("iface = [\"a\"]\niface = [\"b\"]").contains(":2: key \"iface\" is set twice"));
-        assert!(e("[policy]").contains(":1: tables are not used here"));
-        assert!(e("allow = [\"x\"").contains("never closed"));
+        assert!(err("[policy]\niface = []").starts_with(&format!("{PATH}:1:2: unknown field `policy`")));
+        assert!(err("reject_with = \"sometimes\"").contains("1:15: unknown variant `sometimes`"));
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = include_str!("../docs/configuration.md");
+        let blocks = toml_blocks(doc);
+        assert!(!blocks.is_empty());
+        for block in blocks {
+            let config = parse("docs/configuration.md", &block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+            config.policy.resolve().unwrap_or_else(|e| panic!("{e}\n{block}"));
+        }
+    }
+
+    /// The ```toml blocks of a markdown text.
+    pub(crate) fn toml_blocks(md: &str) -> Vec<String> {
+        let mut blocks = Vec::new();
+        let mut current: Option<String> = None;
+        for line in md.lines() {
+            match (&mut current, line.trim_start()) {
+                (None, l) if l.starts_with("```toml") => current = Some(String::new()),
+                (Some(_), l) if l.starts_with("```") => blocks.extend(current.take()),
+                (Some(block), _) => {
+                    block.push_str(line);
+                    block.push('\n');
+                }
+                _ => {}
+            }
+        }
+        blocks
     }
 }

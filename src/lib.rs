@@ -1,19 +1,21 @@
-//! egress-guard: keeps Docker containers from dialing out by writing iptables-nft-compatible
-//! rules into DOCKER-USER over nf_tables netlink.
+//! egress-guard: keeps Docker containers from dialing out, with rules in Docker's DOCKER-USER
+//! chains (iptables-nft's own encoding) or in its own nftables table, over nf_tables netlink.
 //!
-//! Layers, pure first: `policy` (what the user wants) → `plan` (the rules) → `ipt` (iptables
-//! rule ⇄ nf_tables expressions) → `nft` encoders (messages). The I/O shell is `nft::socket`,
-//! `netns` and `cmd`. Nothing below `apply` opens a socket or reads the environment.
+//! Layers, pure first (see ARCHITECTURE.md): `cli` and `config` (what was written) → `policy`
+//! (what the user wants) → `rules` (the guard, in no backend's terms) → `backend` (each
+//! backend's rendering, diff and judgement) → `nft` encoders (messages). The I/O shell is
+//! `nft::socket`, `netns`, `transact` and `cmd`. policy, rules and the encoders do no I/O.
 
-pub mod apply;
+pub mod backend;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod error;
-pub mod ipt;
+pub mod exit;
+pub mod net;
 pub mod netns;
 pub mod nft;
-pub mod plan;
 pub mod policy;
-pub mod status;
-pub mod target;
+pub mod report;
+pub mod rules;
+pub mod transact;

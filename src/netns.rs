@@ -9,12 +9,26 @@ use nix::sched::{setns, CloneFlags};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
-    /// The name or path does not lead to a namespace file.
+    /// The name or path does not lead to a file.
     #[error("network namespace {path} not found (see `ip netns list`, or pass /proc/PID/ns/net)")]
     NotFound { path: String },
+    /// The file is there, but it is not a network namespace.
+    #[error("{path} is not a network namespace (see `ip netns list`, or pass /proc/PID/ns/net)")]
+    NotANamespace { path: String },
     /// We may not enter it.
-    #[error("cannot enter network namespace {path}: {} (needs CAP_SYS_ADMIN)", errno.desc().to_lowercase())]
-    Enter { path: String, errno: Errno },
+    #[error("cannot enter network namespace {path} (needs CAP_SYS_ADMIN)")]
+    Enter {
+        path: String,
+        #[source]
+        errno: Errno,
+    },
+}
+
+impl NetnsError {
+    /// A wrong name or path is bad usage; a refusal to enter is the kernel's.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, NetnsError::NotFound { .. } | NetnsError::NotANamespace { .. })
+    }
 }
 
 /// A bare name means `/run/netns/NAME` (what `ip netns add` creates); anything with a `/` is a path.
@@ -31,7 +45,7 @@ pub fn enter(spec: &str) -> Result<(), NetnsError> {
     let shown = path.display().to_string();
     let file = File::open(&path).map_err(|_| NetnsError::NotFound { path: shown.clone() })?;
     setns(file, CloneFlags::CLONE_NEWNET).map_err(|errno| match errno {
-        Errno::EINVAL => NetnsError::NotFound { path: shown.clone() },
+        Errno::EINVAL => NetnsError::NotANamespace { path: shown.clone() },
         errno => NetnsError::Enter { path: shown.clone(), errno },
     })
 }

@@ -1,41 +1,68 @@
-//! What the user wants, validated and normalised before anything touches the kernel. Flags and
-//! the config file both produce a `PolicySpec` (raw words); `PolicySpec::resolve` turns it into
-//! a `Policy` or one error line that names the bad value and the fix.
+//! What the user wants, validated and normalised before anything touches the kernel.
+//!
+//! Each value is checked where it is written: a flag's value by clap through the `parse_*`
+//! functions here, a config value by `config` through the same functions, so both say the same
+//! thing about the same mistake, each naming where it was made. What is left for
+//! [`PolicySpec::resolve`] are the checks across values (duplicates, families, logging).
 
+use std::collections::HashSet;
+use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::ipt::{Family, Limit, Proto, RejectWith};
+use crate::net::{Family, Limit, Proto};
 
 /// The bridges Docker creates: the default bridge and every user-defined network.
 pub const DEFAULT_IFACES: [&str; 2] = ["docker0", "br-+"];
 /// Linux interface names are at most IFNAMSIZ - 1 bytes.
 pub const IFNAME_MAX: usize = 15;
-/// The prefix of kernel log lines when `--log` has no value.
+/// The prefix of log lines when `--log` has no value.
 pub const DEFAULT_LOG_PREFIX: &str = "egress-guard: ";
 /// Blocked attempts logged at most this often (`--log-rate`): enough to see a pattern, too few
 /// to flood the log when a container hammers a closed port.
 pub const DEFAULT_LOG_RATE: Limit = Limit { rate: 10, unit: 60, burst: 5 };
+/// `xt_log_info.prefix` holds 29 bytes and a NUL.
+pub const LOG_PREFIX_MAX: usize = 29;
+/// NFLOG prefixes (`xt_nflog_info`, nft `log prefix`) hold 63 bytes and a NUL.
+pub const NFLOG_PREFIX_MAX: usize = 63;
 
-/// How blocked packets are answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reject {
-    /// REJECT with this ICMP answer (tcp-reset: TCP gets a RST, everything else port-unreachable).
-    With(RejectWith),
-    /// Silently dropped: the client waits for its timeout.
+/// How blocked packets are answered (`--reject-with`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refusal {
+    /// ICMP port unreachable: "connection refused" (TCP sees it after its first SYN retry, ~1 s)
+    #[default]
+    PortUnreachable,
+    /// ICMP administratively prohibited: "no route to host"
+    AdminProhibited,
+    /// TCP refused at once by a reset; everything else by port-unreachable
+    TcpReset,
+    /// No answer: clients wait for their timeout
     Drop,
 }
 
-impl Reject {
-    pub fn parse(word: &str) -> Option<Reject> {
-        Some(match word {
-            "port-unreachable" => Reject::With(RejectWith::PortUnreachable),
-            "admin-prohibited" => Reject::With(RejectWith::AdminProhibited),
-            "tcp-reset" => Reject::With(RejectWith::TcpReset),
-            "drop" => Reject::Drop,
-            _ => return None,
-        })
+/// A bridge pattern: an interface name, or a prefix followed by the wildcard `+`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Iface(String);
+
+impl Iface {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name without the wildcard, and whether there was one.
+    pub fn stem(&self) -> (&str, bool) {
+        match self.0.strip_suffix('+') {
+            Some(prefix) => (prefix, true),
+            None => (&self.0, false),
+        }
+    }
+}
+
+impl fmt::Display for Iface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -46,9 +73,9 @@ pub struct Allow {
     pub port: Option<(u16, Proto)>,
 }
 
-impl std::fmt::Display for Allow {
+impl fmt::Display for Allow {
     /// The form `--allow` takes.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.port, self.net) {
             (None, net) => write!(f, "{net}"),
             (Some((port, proto)), IpNet::V4(net)) => write!(f, "{net}:{port}/{}", proto.name()),
@@ -75,26 +102,25 @@ pub struct Logging {
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
-    /// Bridge patterns whose traffic is guarded (`+` at the end is a wildcard); empty when only
-    /// `subnets` select the sources.
-    pub ifaces: Vec<String>,
+    /// Bridge patterns whose traffic is guarded; empty when only `subnets` select the sources.
+    pub ifaces: Vec<Iface>,
     /// Source subnets (network addresses, normalised); empty when only `ifaces` select.
     pub subnets: Vec<IpNet>,
     pub allow: Vec<Allow>,
-    pub reject: Reject,
+    pub refusal: Refusal,
     pub log: Option<Logging>,
     /// Also refuse new connections from the containers to the host itself (INPUT), except to
-    /// allowed destinations. Table target only.
+    /// allowed destinations. Lives in our own table, whatever guards FORWARD.
     pub block_host: bool,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            ifaces: DEFAULT_IFACES.iter().map(|s| s.to_string()).collect(),
+            ifaces: DEFAULT_IFACES.iter().map(|s| Iface(s.to_string())).collect(),
             subnets: Vec::new(),
             allow: Vec::new(),
-            reject: Reject::With(RejectWith::PortUnreachable),
+            refusal: Refusal::PortUnreachable,
             log: None,
             block_host: false,
         }
@@ -104,42 +130,140 @@ impl Default for Policy {
 impl Policy {
     /// Subnets of one family.
     pub fn subnets_of(&self, family: Family) -> Vec<IpNet> {
-        self.subnets.iter().copied().filter(|n| family_of(n) == family).collect()
+        self.subnets.iter().copied().filter(|n| Family::of(n) == family).collect()
     }
 
     /// Allowed destinations of one family.
     pub fn allow_of(&self, family: Family) -> Vec<Allow> {
-        self.allow.iter().copied().filter(|a| family_of(&a.net) == family).collect()
+        self.allow.iter().copied().filter(|a| Family::of(&a.net) == family).collect()
+    }
+
+    /// Whether any rule guards this family (a subnet-only policy guards only its families).
+    pub fn guards(&self, family: Family) -> bool {
+        !self.ifaces.is_empty() || !self.subnets_of(family).is_empty()
     }
 }
 
-pub fn family_of(net: &IpNet) -> Family {
-    match net {
-        IpNet::V4(_) => Family::V4,
-        IpNet::V6(_) => Family::V6,
+// ---- where a value came from ----
+
+/// Where a value was written: a flag, or a key at a line and column of the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Flag(&'static str),
+    File { path: String, line: usize, col: usize, key: &'static str },
+}
+
+impl Origin {
+    /// How a message names the value: `--allow X` or `config.toml:3:5: allow "X"`.
+    pub fn show(&self, value: &str) -> String {
+        match self {
+            Origin::Flag(flag) => format!("{flag} {value}"),
+            Origin::File { path, line, col, key } => format!("{path}:{line}:{col}: {key} {value:?}"),
+        }
     }
 }
 
-/// A value the user gave that cannot work; the message names it and the fix.
+/// A value and where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+impl<T> Sourced<T> {
+    pub fn flag(flag: &'static str, value: T) -> Self {
+        Sourced { value, origin: Origin::Flag(flag) }
+    }
+}
+
+// ---- errors ----
+
+/// Why one value cannot work; the message says what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PolicyError(pub String);
-
-fn err<T>(msg: String) -> Result<T, PolicyError> {
-    Err(PolicyError(msg))
+pub enum ValueError {
+    #[error("empty interface name (use e.g. docker0 or br-+)")]
+    EmptyIface,
+    #[error("\".\" and \"..\" are not interface names")]
+    DotIface,
+    #[error("longer than 15 bytes, the kernel's limit for interface names")]
+    LongIface,
+    #[error("'+' is only a wildcard at the end (e.g. br-+)")]
+    InnerWildcard,
+    #[error("interface names cannot hold spaces, '/' or ':'")]
+    KernelIfaceChars,
+    #[error(
+        "interface names here are printable ASCII without quotes or backslashes (Docker's are docker0 and br-<id>)"
+    )]
+    IfaceChars,
+    #[error("not an IPv4 or IPv6 CIDR (e.g. 172.17.0.0/16, fd00::/8)")]
+    NotCidr,
+    #[error("a subnet needs a prefix length, e.g. {0} for one address")]
+    NoPrefix(IpNet),
+    #[error("host bits are set; the network is {0}")]
+    HostBits(IpNet),
+    #[error("matches every address; to guard all sources use --iface instead")]
+    Everything,
+    #[error("missing ']' after the IPv6 network")]
+    NoCloseBracket,
+    #[error("expected [NET]:PORT/PROTO, e.g. [2001:db8::53]:53/udp")]
+    AfterBracket,
+    #[error("brackets are for IPv6: write {0}")]
+    BracketedV4(String),
+    #[error("an IPv6 address with a port needs brackets: {0}")]
+    NeedsBrackets(String),
+    #[error("not a destination: CIDR, CIDR:PORT/PROTO or [IPv6-CIDR]:PORT/PROTO (e.g. 198.51.100.53:53/udp)")]
+    NotDest,
+    #[error("give the protocol too, e.g. {0}/udp or {0}/tcp")]
+    NoProto(String),
+    #[error("protocol {0:?} must be tcp or udp")]
+    BadProto(String),
+    #[error("port {0:?} must be a number from 1 to 65535, without sign or leading zeros")]
+    BadPort(String),
+    #[error("expected RATE/UNIT such as 10/minute (unit second, minute, hour or day; at most 10000/second)")]
+    BadRate,
+    #[error("the prefix is empty; give text, or plain --log for the default")]
+    EmptyPrefix,
+    #[error("the prefix holds control characters")]
+    PrefixControl,
 }
 
-/// The policy as words, from flags or the config file (`None` = not given there).
+/// A policy that cannot work; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// One value is wrong; the message names where it was written.
+    #[error("{shown}: {why}")]
+    Value { shown: String, why: ValueError },
+    #[error("no sources to guard: give --iface NAME or --subnet CIDR")]
+    NoSources,
+    #[error("{0} is given twice: drop one")]
+    Twice(String),
+    #[error("{shown}: an {family} destination, but no {family} --subnet is guarded", family = family.word())]
+    AllowFamily { shown: String, family: Family },
+    #[error("--log-rate needs --log or --nflog-group: add one, or drop --log-rate")]
+    RateWithoutLog,
+    #[error("{shown}: prefix longer than {max} bytes, the kernel's limit")]
+    LongPrefix { shown: String, max: usize },
+}
+
+impl PolicyError {
+    pub fn value(origin: &Origin, value: &str, why: ValueError) -> PolicyError {
+        PolicyError::Value { shown: origin.show(value), why }
+    }
+}
+
+// ---- the policy as given, before the checks across values ----
+
+/// The policy as flags or the config file give it (`None` = not given there).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicySpec {
-    pub ifaces: Option<Vec<String>>,
-    pub subnets: Option<Vec<String>>,
-    pub allow: Option<Vec<String>>,
-    pub reject_with: Option<String>,
+    pub ifaces: Option<Vec<Sourced<Iface>>>,
+    pub subnets: Option<Vec<Sourced<IpNet>>>,
+    pub allow: Option<Vec<Sourced<Allow>>>,
+    pub refusal: Option<Refusal>,
     /// `Some(None)`: `--log` without a prefix.
-    pub log: Option<Option<String>>,
-    pub log_rate: Option<String>,
-    pub nflog_group: Option<String>,
+    pub log: Option<Sourced<Option<String>>>,
+    pub log_rate: Option<Limit>,
+    pub nflog_group: Option<u16>,
     pub block_host: Option<bool>,
 }
 
@@ -150,7 +274,7 @@ impl PolicySpec {
             ifaces: self.ifaces.or(base.ifaces),
             subnets: self.subnets.or(base.subnets),
             allow: self.allow.or(base.allow),
-            reject_with: self.reject_with.or(base.reject_with),
+            refusal: self.refusal.or(base.refusal),
             log: self.log.or(base.log),
             log_rate: self.log_rate.or(base.log_rate),
             nflog_group: self.nflog_group.or(base.nflog_group),
@@ -159,197 +283,192 @@ impl PolicySpec {
     }
 
     pub fn resolve(&self) -> Result<Policy, PolicyError> {
-        let subnets = self.subnets.iter().flatten().map(|s| parse_subnet(s)).collect::<Result<Vec<_>, _>>()?;
-        let ifaces = match (&self.ifaces, subnets.is_empty()) {
+        let subnets = self.subnets.clone().unwrap_or_default();
+        let ifaces: Vec<Sourced<Iface>> = match (&self.ifaces, subnets.is_empty()) {
             (Some(list), _) => list.clone(),
-            (None, true) => DEFAULT_IFACES.iter().map(|s| s.to_string()).collect(),
+            (None, true) => DEFAULT_IFACES.iter().map(|s| Sourced::flag("--iface", Iface(s.to_string()))).collect(),
             (None, false) => Vec::new(),
         };
-        if self.ifaces.as_ref().is_some_and(|l| l.is_empty()) && subnets.is_empty() {
-            return err("no sources to guard: give --iface NAME or --subnet CIDR".into());
+        if ifaces.is_empty() && subnets.is_empty() {
+            return Err(PolicyError::NoSources);
         }
-        for (i, name) in ifaces.iter().enumerate() {
-            check_iface(name)?;
-            if ifaces[..i].contains(name) {
-                return err(format!("--iface {name} is given twice: drop one"));
+        no_duplicates(&ifaces)?;
+        no_duplicates(&subnets)?;
+        let allow = self.allow.clone().unwrap_or_default();
+        no_duplicates(&allow)?;
+        for a in &allow {
+            let family = Family::of(&a.value.net);
+            if ifaces.is_empty() && !subnets.iter().any(|n| Family::of(&n.value) == family) {
+                return Err(PolicyError::AllowFamily { shown: a.origin.show(&a.value.to_string()), family });
             }
         }
-        no_duplicates("--subnet", &subnets)?;
-        let allow = self.allow.iter().flatten().map(|s| parse_allow(s)).collect::<Result<Vec<_>, _>>()?;
-        no_duplicates("--allow", &allow)?;
-        check_allow_families(&allow, &subnets, &ifaces)?;
-        let reject = match &self.reject_with {
-            None => Reject::With(RejectWith::PortUnreachable),
-            Some(w) => Reject::parse(w).ok_or_else(|| {
-                PolicyError(format!(
-                    "--reject-with {w:?}: unknown; use port-unreachable, admin-prohibited, tcp-reset or drop"
-                ))
-            })?,
-        };
-        let log = self.logging()?;
-        Ok(Policy { ifaces, subnets, allow, reject, log, block_host: self.block_host.unwrap_or(false) })
+        Ok(Policy {
+            ifaces: ifaces.into_iter().map(|i| i.value).collect(),
+            subnets: subnets.into_iter().map(|s| s.value).collect(),
+            allow: allow.into_iter().map(|a| a.value).collect(),
+            refusal: self.refusal.unwrap_or_default(),
+            log: self.logging()?,
+            block_host: self.block_host.unwrap_or(false),
+        })
     }
 
     fn logging(&self) -> Result<Option<Logging>, PolicyError> {
-        let rate = self.log_rate.as_deref().map(parse_rate).transpose()?;
-        let group = self.nflog_group.as_deref().map(parse_group).transpose()?;
         let prefix = match &self.log {
-            Some(Some(p)) => Some(check_prefix(p, group.is_some())?),
+            Some(Sourced { value: Some(p), origin }) => {
+                let max = if self.nflog_group.is_some() { NFLOG_PREFIX_MAX } else { LOG_PREFIX_MAX };
+                if p.len() > max {
+                    return Err(PolicyError::LongPrefix { shown: origin.show(&format!("{p:?}")), max });
+                }
+                Some(p.clone())
+            }
             _ => None,
         };
-        let sink = match (group, &self.log) {
+        let sink = match (self.nflog_group, &self.log) {
             (Some(group), _) => LogSink::Nflog { group, prefix },
             (None, Some(_)) => LogSink::Kernel { prefix: prefix.unwrap_or_else(|| DEFAULT_LOG_PREFIX.to_string()) },
-            (None, None) if rate.is_some() => {
-                return err("--log-rate needs --log or --nflog-group: add one, or drop --log-rate".into())
-            }
+            (None, None) if self.log_rate.is_some() => return Err(PolicyError::RateWithoutLog),
             (None, None) => return Ok(None),
         };
-        Ok(Some(Logging { sink, rate: rate.unwrap_or(DEFAULT_LOG_RATE) }))
+        Ok(Some(Logging { sink, rate: self.log_rate.unwrap_or(DEFAULT_LOG_RATE) }))
     }
 }
 
 /// One pass with a hash set: an allow-list of 10,000 destinations must not cost 50 million
 /// comparisons.
-fn no_duplicates<T: std::hash::Hash + Eq + std::fmt::Display>(flag: &str, items: &[T]) -> Result<(), PolicyError> {
-    let mut seen = std::collections::HashSet::with_capacity(items.len());
-    match items.iter().find(|x| !seen.insert(*x)) {
-        Some(x) => err(format!("{flag} {x} is given twice: drop one")),
+fn no_duplicates<T: std::hash::Hash + Eq + fmt::Display>(items: &[Sourced<T>]) -> Result<(), PolicyError> {
+    let mut seen = HashSet::with_capacity(items.len());
+    match items.iter().find(|x| !seen.insert(&x.value)) {
+        Some(x) => Err(PolicyError::Twice(x.origin.show(&x.value.to_string()))),
         None => Ok(()),
     }
 }
 
-/// Checks an interface pattern as the kernel and iptables will see it.
-pub fn check_iface(name: &str) -> Result<(), PolicyError> {
-    let bad = |why: &str| err(format!("--iface {name:?}: {why}"));
+// ---- one value each: shared by clap (flags) and the config file ----
+
+/// An interface pattern as the kernel and iptables will see it (`dev_valid_name`), limited to
+/// what both `iptables -S` and nft syntax can print as typed.
+pub fn parse_iface(name: &str) -> Result<Iface, ValueError> {
     let stem = name.strip_suffix('+').unwrap_or(name);
     if stem.is_empty() {
-        return bad("empty interface name (use e.g. docker0 or br-+)");
+        return Err(ValueError::EmptyIface);
+    }
+    if name == "." || name == ".." {
+        return Err(ValueError::DotIface);
     }
     if name.len() > IFNAME_MAX {
-        return bad("longer than 15 bytes, the kernel's limit for interface names");
+        return Err(ValueError::LongIface);
     }
     if stem.contains('+') {
-        return bad("'+' is only a wildcard at the end (e.g. br-+)");
+        return Err(ValueError::InnerWildcard);
     }
-    if stem.chars().any(|c| c.is_whitespace() || c == '/' || c == ':' || c.is_control()) {
-        return bad("interface names cannot hold spaces, '/' or ':'");
+    if stem.chars().any(|c| c.is_whitespace() || c == '/' || c == ':') {
+        return Err(ValueError::KernelIfaceChars);
     }
-    Ok(())
+    if !stem.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '\\')) {
+        return Err(ValueError::IfaceChars);
+    }
+    Ok(Iface(name.to_string()))
 }
 
 /// `172.17.0.0/16` or `fd00::/8`. Host bits set are an error naming the network, never
 /// silently dropped (the classic recipe's `172.17.0.0/12` is really `172.16.0.0/12`).
-pub fn parse_subnet(s: &str) -> Result<IpNet, PolicyError> {
-    parse_net("--subnet", s, true)
+pub fn parse_subnet(s: &str) -> Result<IpNet, ValueError> {
+    parse_net(s, true)
 }
 
-fn parse_net(flag: &str, s: &str, need_prefix: bool) -> Result<IpNet, PolicyError> {
+fn parse_net(s: &str, need_prefix: bool) -> Result<IpNet, ValueError> {
     let net: IpNet = match s.parse() {
         Ok(n) => n,
         Err(_) => match s.parse::<IpAddr>() {
             Ok(ip) if !need_prefix => IpNet::from(ip),
-            Ok(ip) => {
-                let host = IpNet::from(ip);
-                return err(format!("{flag} {s}: a subnet needs a prefix length, e.g. {host} for one address"));
-            }
-            Err(_) => return err(format!("{flag} {s:?}: not an IPv4 or IPv6 CIDR (e.g. 172.17.0.0/16, fd00::/8)")),
+            Ok(ip) => return Err(ValueError::NoPrefix(IpNet::from(ip))),
+            Err(_) => return Err(ValueError::NotCidr),
         },
     };
     if net.addr() != net.network() {
-        return err(format!("{flag} {s}: host bits are set; the network is {}", net.trunc()));
+        return Err(ValueError::HostBits(net.trunc()));
     }
     if net.prefix_len() == 0 {
-        return err(format!("{flag} {s}: matches every address; to guard all sources use --iface instead"));
+        return Err(ValueError::Everything);
     }
     Ok(net)
 }
 
 /// `CIDR`, `CIDR:PORT/PROTO` or `[IPv6-CIDR]:PORT/PROTO`; a bare address means /32 or /128.
-pub fn parse_allow(s: &str) -> Result<Allow, PolicyError> {
-    let (net, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (net, after) = rest
-            .split_once(']')
-            .ok_or_else(|| PolicyError(format!("--allow {s:?}: missing ']' after the IPv6 network")))?;
-        let port = after.strip_prefix(':').ok_or_else(|| {
-            PolicyError(format!("--allow {s:?}: expected [NET]:PORT/PROTO, e.g. [2001:db8::53]:53/udp"))
+pub fn parse_allow(s: &str) -> Result<Allow, ValueError> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (net, after) = rest.split_once(']').ok_or(ValueError::NoCloseBracket)?;
+        let port = after.strip_prefix(':').ok_or(ValueError::AfterBracket)?;
+        let net = parse_net(net, false).map_err(|e| match e {
+            ValueError::NotCidr => ValueError::AfterBracket,
+            e => e,
         })?;
-        (net, Some(port))
-    } else if s.matches(':').count() == 1 {
-        let (net, port) = s.split_once(':').unwrap_or((s, ""));
-        (net, Some(port))
-    } else {
-        (s, None)
-    };
-    let net = parse_net("--allow", net, false)?;
-    let port = port.map(|p| parse_port(s, p)).transpose()?;
-    Ok(Allow { net, port })
+        if let IpNet::V4(v4) = net {
+            let plain = if v4.prefix_len() == 32 { v4.addr().to_string() } else { v4.to_string() };
+            return Err(ValueError::BracketedV4(format!("{plain}:{port}")));
+        }
+        return Ok(Allow { net, port: Some(parse_port(port)?) });
+    }
+    match s.matches(':').count() {
+        0 => Ok(Allow { net: parse_net(s, false)?, port: None }),
+        1 => {
+            let (net, port) = s.split_once(':').unwrap_or((s, ""));
+            Ok(Allow { net: parse_net(net, false)?, port: Some(parse_port(port)?) })
+        }
+        _ => match parse_net(s, false) {
+            Ok(net) => Ok(Allow { net, port: None }),
+            // `2001:db8::53:53/udp`: an IPv6 address, then what looks like a port.
+            Err(_) if s.ends_with("/udp") || s.ends_with("/tcp") => {
+                let (addr, port) = s.rsplit_once(':').unwrap_or((s, ""));
+                Err(ValueError::NeedsBrackets(format!("[{addr}]:{port}")))
+            }
+            Err(ValueError::NotCidr) => Err(ValueError::NotDest),
+            Err(e) => Err(e),
+        },
+    }
 }
 
-fn parse_port(whole: &str, s: &str) -> Result<(u16, Proto), PolicyError> {
-    let (port, proto) = s
-        .split_once('/')
-        .ok_or_else(|| PolicyError(format!("--allow {whole}: give the protocol too, e.g. {s}/udp or {s}/tcp")))?;
+fn parse_port(s: &str) -> Result<(u16, Proto), ValueError> {
+    let (port, proto) = s.split_once('/').ok_or_else(|| ValueError::NoProto(s.to_string()))?;
     let proto = match proto {
         "tcp" => Proto::Tcp,
         "udp" => Proto::Udp,
-        _ => return err(format!("--allow {whole}: protocol {proto:?} must be tcp or udp")),
+        _ => return Err(ValueError::BadProto(proto.to_string())),
     };
+    // Digits only, no leading zero: `+53` and `053` parse as numbers but are not what
+    // iptables prints back, so they are refused rather than silently rewritten.
+    let canonical = port.bytes().all(|b| b.is_ascii_digit()) && !port.starts_with('0');
     match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok((p, proto)),
-        _ => err(format!("--allow {whole}: port {port:?} must be a number from 1 to 65535")),
+        Ok(p) if canonical && p > 0 => Ok((p, proto)),
+        _ => Err(ValueError::BadPort(port.to_string())),
     }
-}
-
-/// An allow-list entry must be able to apply to some guarded source of its family.
-fn check_allow_families(allow: &[Allow], subnets: &[IpNet], ifaces: &[String]) -> Result<(), PolicyError> {
-    for a in allow {
-        let family = family_of(&a.net);
-        if ifaces.is_empty() && !subnets.iter().any(|n| family_of(n) == family) {
-            let v = if family == Family::V4 { "IPv4" } else { "IPv6" };
-            return err(format!("--allow {}: an {v} destination, but no {v} --subnet is guarded", a.net));
-        }
-    }
-    Ok(())
 }
 
 /// `RATE/UNIT` with UNIT second, minute, hour or day (also sec, min, s, m, h, d).
-pub fn parse_rate(s: &str) -> Result<Limit, PolicyError> {
-    let bad = || {
-        PolicyError(format!(
-            "--log-rate {s:?}: expected RATE/UNIT such as 10/minute (unit second, minute, hour or day)"
-        ))
-    };
-    let (rate, unit) = s.split_once('/').ok_or_else(bad)?;
+pub fn parse_rate(s: &str) -> Result<Limit, ValueError> {
+    let (rate, unit) = s.split_once('/').ok_or(ValueError::BadRate)?;
     let unit = match unit {
         "second" | "sec" | "s" => 1,
         "minute" | "min" | "m" => 60,
         "hour" | "h" => 3600,
         "day" | "d" => 86400,
-        _ => return Err(bad()),
+        _ => return Err(ValueError::BadRate),
     };
+    let digits = rate.bytes().all(|b| b.is_ascii_digit());
     match rate.parse::<u64>() {
         // The kernel's token bucket works in 1/10000 s; iptables caps the rate at 10000/second.
-        Ok(r) if r > 0 && r <= 10_000 => Ok(Limit { rate: r, unit, burst: DEFAULT_LOG_RATE.burst }),
-        _ => Err(bad()),
+        Ok(r) if digits && r > 0 && r <= 10_000 => Ok(Limit { rate: r, unit, burst: DEFAULT_LOG_RATE.burst }),
+        _ => Err(ValueError::BadRate),
     }
 }
 
-fn parse_group(s: &str) -> Result<u16, PolicyError> {
-    s.parse::<u16>().map_err(|_| PolicyError(format!("--nflog-group {s:?}: must be a number from 0 to 65535")))
-}
-
-/// A log prefix must fit `xt_log_info` (29 bytes) or NFLOG's 63, and be printable.
-fn check_prefix(p: &str, nflog: bool) -> Result<String, PolicyError> {
-    let max = if nflog { 63 } else { crate::nft::xt::Log::MAX_PREFIX };
+/// A log prefix: printable, not empty (its length is checked against the sink in `resolve`).
+pub fn parse_prefix(p: &str) -> Result<String, ValueError> {
     if p.is_empty() {
-        return err("--log=\"\": the prefix is empty; give text, or plain --log for the default".into());
-    }
-    if p.len() > max {
-        return err(format!("--log {p:?}: prefix longer than {max} bytes, the kernel's limit"));
+        return Err(ValueError::EmptyPrefix);
     }
     if p.chars().any(|c| c.is_control()) {
-        return err(format!("--log {p:?}: the prefix holds control characters"));
+        return Err(ValueError::PrefixControl);
     }
     Ok(p.to_string())
 }
@@ -358,40 +477,50 @@ fn check_prefix(p: &str, nflog: bool) -> Result<String, PolicyError> {
 mod tests {
     use super::*;
 
-    fn spec() -> PolicySpec {
-        PolicySpec::default()
+    fn flags<T>(flag: &'static str, values: Vec<T>) -> Option<Vec<Sourced<T>>> {
+        Some(values.into_iter().map(|v| Sourced::flag(flag, v)).collect())
+    }
+
+    fn iface(s: &str) -> Iface {
+        parse_iface(s).unwrap()
     }
 
     #[test]
     fn default_spec_is_the_default_policy() {
-        assert_eq!(spec().resolve(), Ok(Policy::default()));
+        assert_eq!(PolicySpec::default().resolve(), Ok(Policy::default()));
     }
 
     #[test]
-    fn bad_interface_names_are_refused() {
-        for bad in ["", "+", "a+b", "sixteen-bytes-xx", "br 0", "eth0:1"] {
-            assert!(check_iface(bad).is_err(), "{bad:?}");
+    fn interface_names_follow_the_kernel_and_print_as_typed() {
+        for (bad, why) in [
+            ("", ValueError::EmptyIface),
+            ("+", ValueError::EmptyIface),
+            (".", ValueError::DotIface),
+            ("..", ValueError::DotIface),
+            ("a+b", ValueError::InnerWildcard),
+            ("sixteen-bytes-xx", ValueError::LongIface),
+            ("br 0", ValueError::KernelIfaceChars),
+            ("eth0:1", ValueError::KernelIfaceChars),
+            ("br\"x", ValueError::IfaceChars),
+            ("br\u{e4}", ValueError::IfaceChars),
+            ("br\\x", ValueError::IfaceChars),
+        ] {
+            assert_eq!(parse_iface(bad), Err(why), "{bad:?}");
         }
-        for good in ["docker0", "br-+", "fifteen-bytes-x", "veth+"] {
-            assert_eq!(check_iface(good), Ok(()), "{good:?}");
+        for good in ["docker0", "br-+", "fifteen-bytes-x", "veth+", "...", ".x"] {
+            assert_eq!(parse_iface(good).map(|i| i.0), Ok(good.to_string()), "{good:?}");
         }
     }
 
     #[test]
     fn host_bits_name_the_network() {
+        assert_eq!(parse_subnet("172.17.0.0/12"), Err(ValueError::HostBits("172.16.0.0/12".parse().unwrap())));
         assert_eq!(
-            parse_subnet("172.17.0.0/12"),
-            Err(PolicyError("--subnet 172.17.0.0/12: host bits are set; the network is 172.16.0.0/12".into()))
+            ValueError::HostBits("172.16.0.0/12".parse().unwrap()).to_string(),
+            "host bits are set; the network is 172.16.0.0/12"
         );
         assert_eq!(parse_subnet("fd00::/8").unwrap().to_string(), "fd00::/8");
-    }
-
-    #[test]
-    fn subnet_alone_replaces_the_default_bridges() {
-        let p = PolicySpec { subnets: Some(vec!["172.17.0.0/16".into()]), ..spec() }.resolve().unwrap();
-        assert!(p.ifaces.is_empty());
-        assert_eq!(p.subnets_of(Family::V4).len(), 1);
-        assert!(p.subnets_of(Family::V6).is_empty());
+        assert_eq!(parse_subnet("10.0.0.1"), Err(ValueError::NoPrefix("10.0.0.1/32".parse().unwrap())));
     }
 
     #[test]
@@ -401,9 +530,21 @@ mod tests {
         let a = parse_allow("[2001:db8::53]:53/tcp").unwrap();
         assert_eq!((a.net.to_string(), a.port), ("2001:db8::53/128".into(), Some((53, Proto::Tcp))));
         assert_eq!(parse_allow("2001:db8::/32").unwrap().port, None);
+        assert_eq!(parse_allow("2001:db8::53:53").unwrap().port, None, "a valid IPv6 address");
         assert_eq!(parse_allow("198.51.100.0/24").unwrap().port, None);
-        for bad in ["10.0.0.53:53", "10.0.0.53:0/udp", "10.0.0.53:53/icmp", "[2001:db8::1:53/udp", "10.1.2.3/8"] {
-            assert!(parse_allow(bad).is_err(), "{bad}");
+        for (bad, why) in [
+            ("10.0.0.53:53", ValueError::NoProto("53".into())),
+            ("10.0.0.53:0/udp", ValueError::BadPort("0".into())),
+            ("10.0.0.53:+53/udp", ValueError::BadPort("+53".into())),
+            ("10.0.0.53:053/udp", ValueError::BadPort("053".into())),
+            ("10.0.0.53:53/icmp", ValueError::BadProto("icmp".into())),
+            ("[2001:db8::1:53/udp", ValueError::NoCloseBracket),
+            ("[198.51.100.53]:53/udp", ValueError::BracketedV4("198.51.100.53:53/udp".into())),
+            ("2001:db8::53:53/udp", ValueError::NeedsBrackets("[2001:db8::53]:53/udp".into())),
+            ("10.1.2.3/8", ValueError::HostBits("10.0.0.0/8".parse().unwrap())),
+            ("nowhere", ValueError::NotCidr),
+        ] {
+            assert_eq!(parse_allow(bad), Err(why), "{bad}");
         }
     }
 
@@ -411,26 +552,120 @@ mod tests {
     fn rates() {
         assert_eq!(parse_rate("10/minute"), Ok(Limit { rate: 10, unit: 60, burst: 5 }));
         assert_eq!(parse_rate("3/s").unwrap().unit, 1);
-        for bad in ["10", "0/minute", "10/fortnight", "x/minute"] {
-            assert!(parse_rate(bad).is_err(), "{bad}");
+        for bad in ["10", "0/minute", "10/fortnight", "x/minute", "+5/minute", "10001/second"] {
+            assert_eq!(parse_rate(bad), Err(ValueError::BadRate), "{bad}");
         }
     }
 
     #[test]
+    fn subnet_alone_replaces_the_default_bridges() {
+        let spec =
+            PolicySpec { subnets: flags("--subnet", vec!["172.17.0.0/16".parse().unwrap()]), ..Default::default() };
+        let p = spec.resolve().unwrap();
+        assert!(p.ifaces.is_empty());
+        assert!(p.guards(Family::V4) && !p.guards(Family::V6));
+    }
+
+    #[test]
+    fn checks_across_values_name_where_the_value_was_written() {
+        let twice =
+            PolicySpec { ifaces: flags("--iface", vec![iface("docker0"), iface("docker0")]), ..Default::default() };
+        assert_eq!(twice.resolve().unwrap_err().to_string(), "--iface docker0 is given twice: drop one");
+        let origin = Origin::File { path: "/etc/eg.toml".into(), line: 3, col: 9, key: "allow" };
+        let v6 = Sourced { value: parse_allow("2001:db8::53").unwrap(), origin };
+        let spec = PolicySpec {
+            subnets: flags("--subnet", vec!["172.17.0.0/16".parse().unwrap()]),
+            allow: Some(vec![v6]),
+            ..Default::default()
+        };
+        assert_eq!(
+            spec.resolve().unwrap_err().to_string(),
+            "/etc/eg.toml:3:9: allow \"2001:db8::53/128\": an IPv6 destination, but no IPv6 --subnet is guarded"
+        );
+        let none = PolicySpec { ifaces: Some(Vec::new()), ..Default::default() };
+        assert_eq!(none.resolve(), Err(PolicyError::NoSources));
+    }
+
+    #[test]
     fn flags_override_the_file_key_by_key() {
-        let file = PolicySpec { ifaces: Some(vec!["docker0".into()]), reject_with: Some("drop".into()), ..spec() };
-        let flags = PolicySpec { reject_with: Some("tcp-reset".into()), ..spec() };
-        let p = flags.over(file).resolve().unwrap();
-        assert_eq!(p.ifaces, ["docker0"]);
-        assert_eq!(p.reject, Reject::With(RejectWith::TcpReset));
+        let file = PolicySpec {
+            ifaces: flags("iface", vec![iface("docker0")]),
+            refusal: Some(Refusal::Drop),
+            ..Default::default()
+        };
+        let cli = PolicySpec { refusal: Some(Refusal::TcpReset), ..Default::default() };
+        let p = cli.over(file).resolve().unwrap();
+        assert_eq!(p.ifaces, [iface("docker0")]);
+        assert_eq!(p.refusal, Refusal::TcpReset);
     }
 
     #[test]
     fn logging_choices() {
-        let p = PolicySpec { log: Some(None), ..spec() }.resolve().unwrap();
+        let log = |prefix: Option<&str>| Some(Sourced::flag("--log", prefix.map(str::to_string)));
+        let p = PolicySpec { log: log(None), ..Default::default() }.resolve().unwrap();
         assert_eq!(p.log.unwrap().sink, LogSink::Kernel { prefix: DEFAULT_LOG_PREFIX.into() });
-        let p = PolicySpec { nflog_group: Some("5".into()), ..spec() }.resolve().unwrap();
+        let p = PolicySpec { nflog_group: Some(5), ..Default::default() }.resolve().unwrap();
         assert_eq!(p.log.unwrap().sink, LogSink::Nflog { group: 5, prefix: None });
-        assert!(PolicySpec { log_rate: Some("5/second".into()), ..spec() }.resolve().is_err());
+        let rate_only = PolicySpec { log_rate: Some(parse_rate("5/second").unwrap()), ..Default::default() };
+        assert_eq!(rate_only.resolve(), Err(PolicyError::RateWithoutLog));
+        let long = "a-prefix-that-is-far-too-long-for-LOG";
+        let e = PolicySpec { log: log(Some(long)), ..Default::default() }.resolve().unwrap_err();
+        assert_eq!(e.to_string(), format!("--log {long:?}: prefix longer than 29 bytes, the kernel's limit"));
+        let nflog = PolicySpec { log: log(Some(long)), nflog_group: Some(1), ..Default::default() };
+        assert!(nflog.resolve().is_ok(), "NFLOG takes 63 bytes");
+    }
+}
+
+/// Policies from words, for tests of the layers above: `spec().iface(&["docker0"]).policy()`.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub fn spec() -> Spec {
+        Spec(PolicySpec::default())
+    }
+
+    pub struct Spec(pub PolicySpec);
+
+    fn words<T>(
+        flag: &'static str,
+        list: &[&str],
+        parse: fn(&str) -> Result<T, ValueError>,
+    ) -> Option<Vec<Sourced<T>>> {
+        Some(list.iter().map(|w| Sourced::flag(flag, parse(w).unwrap_or_else(|e| panic!("{w}: {e}")))).collect())
+    }
+
+    impl Spec {
+        pub fn iface(mut self, list: &[&str]) -> Spec {
+            self.0.ifaces = words("--iface", list, parse_iface);
+            self
+        }
+        pub fn subnet(mut self, list: &[&str]) -> Spec {
+            self.0.subnets = words("--subnet", list, parse_subnet);
+            self
+        }
+        pub fn allow(mut self, list: &[&str]) -> Spec {
+            self.0.allow = words("--allow", list, parse_allow);
+            self
+        }
+        pub fn refusal(mut self, r: Refusal) -> Spec {
+            self.0.refusal = Some(r);
+            self
+        }
+        pub fn log(mut self, prefix: Option<&str>) -> Spec {
+            self.0.log = Some(Sourced::flag("--log", prefix.map(str::to_string)));
+            self
+        }
+        pub fn nflog(mut self, group: u16) -> Spec {
+            self.0.nflog_group = Some(group);
+            self
+        }
+        pub fn block_host(mut self) -> Spec {
+            self.0.block_host = Some(true);
+            self
+        }
+        pub fn policy(self) -> Policy {
+            self.0.resolve().unwrap()
+        }
     }
 }

@@ -34,19 +34,35 @@ const BAD_FLAGS: &[(&[&str], &str)] = &[
     (&["--target", "sideways"], "invalid value 'sideways'"),
     (&["--netns", "eg-no-such-namespace"], "ip netns list"),
     (&["--config", "/nonexistent/egress-guard.toml"], "cannot read config /nonexistent/egress-guard.toml"),
+    // Issue 8, item 7: inputs that used to be accepted.
+    (&["--iface", "."], "\".\" and \"..\" are not interface names"),
+    (&["--iface", ".."], "\".\" and \"..\" are not interface names"),
+    (&["--iface", "br\"x"], "printable ASCII"),
+    (&["--iface", "br\u{e4}"], "printable ASCII"),
+    (&["--allow", "198.51.100.53:+53/udp"], "port \"+53\""),
+    (&["--allow", "198.51.100.53:053/udp"], "port \"053\""),
+    (&["--allow", "[198.51.100.53]:53/udp"], "brackets are for IPv6"),
+    (&["--allow", "2001:db8::53:53/udp"], "[2001:db8::53]:53/udp"),
+    (&["--config", "/dev/null"], "not a regular file"),
+    (&["--netns", "/etc/hostname"], "is not a network namespace"),
+    (&["--block-host", "--target", "docker-user"], "--block-host keeps its rules in our own table"),
 ];
 
-/// (config file text, what the one line must mention)
-const BAD_CONFIGS: &[(&str, &str)] = &[
-    ("ifac = [\"docker0\"]", ":1: unknown key \"ifac\""),
-    ("nflog_group = \"5\"", ":1: key \"nflog_group\" must be an integer"),
-    ("iface = \"docker0\"", ":1: key \"iface\" must be an array of strings"),
-    ("# subnets\nsubnet = [\"172.17.0.0/12\"]", "the network is 172.16.0.0/12"),
-    ("allow = [\"198.51.100.53:53/udp\"", ":1: key \"allow\": array is never closed"),
-    ("[policy]\niface = [\"docker0\"]", ":1: tables are not used here"),
-    ("reject_with = \"sometimes\"", "--reject-with \"sometimes\": unknown"),
-    ("log = 3", ":1: key \"log\" must be true, false or a prefix string"),
-    ("target = \"sideways\"", "target \"sideways\": unknown"),
+/// (config file text, the line:column the message must name, what else it must mention)
+const BAD_CONFIGS: &[(&str, &str, &str)] = &[
+    ("ifac = [\"docker0\"]", "1:1", "unknown field `ifac`, expected one of `iface`"),
+    ("nflog_group = \"5\"", "1:15", "invalid type: string \"5\", expected u16"),
+    ("iface = \"docker0\"", "1:9", "expected a sequence"),
+    ("# subnets\nsubnet = [\"172.17.0.0/12\"]", "2:11", "the network is 172.16.0.0/12"),
+    ("allow = [\"198.51.100.53:53/udp\"", "1:", "expected"),
+    ("[policy]\niface = [\"docker0\"]", "1:2", "unknown field `policy`"),
+    ("reject_with = \"sometimes\"", "1:15", "unknown variant `sometimes`"),
+    ("log = 3", "1:7", "expected true, false or a prefix string"),
+    ("target = \"sideways\"", "1:10", "unknown variant `sideways`"),
+    // Issue 8, item 7: a value error names the file, line and column, not a flag.
+    ("allow = [\n  \"198.51.100.53:+53/udp\",\n]", "2:3", "port \"+53\""),
+    ("iface = [\"..\"]", "1:10", "are not interface names"),
+    ("block_host = true\ntarget = \"docker-user\"", "", "--block-host keeps its rules in our own table"),
 ];
 
 /// Runs `apply ARGS --netns NS` and checks: exit 2, one stderr line mentioning `needle`.
@@ -76,10 +92,14 @@ fn bad_flags_and_configs_exit_2_and_change_nothing() {
     }
     let dir = std::env::temp_dir().join(format!("eg-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for (i, (text, needle)) in BAD_CONFIGS.iter().enumerate() {
+    for (i, (text, at, needle)) in BAD_CONFIGS.iter().enumerate() {
         let path = dir.join(format!("bad{i}.toml"));
         std::fs::write(&path, text).unwrap();
-        assert_refused(&ns, &["--config", path.to_str().unwrap()], needle);
+        let path = path.to_str().unwrap();
+        if !at.is_empty() {
+            assert_refused(&ns, &["--config", path], &format!("{path}:{at}"));
+        }
+        assert_refused(&ns, &["--config", path], needle);
     }
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(

@@ -6,16 +6,16 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use egress_guard::apply::{transact, MAX_ATTEMPTS};
+use egress_guard::backend::docker_user;
 use egress_guard::error::Error;
-use egress_guard::ipt::Family;
+use egress_guard::exit::ExitCode;
+use egress_guard::net::Family;
 use egress_guard::nft::msg::BatchBuilder;
 use egress_guard::nft::rule::Position;
 use egress_guard::nft::socket::Netlink;
 use egress_guard::nft::NlError;
-use egress_guard::plan::docker_user_rules;
 use egress_guard::policy::Policy;
-use egress_guard::target::docker_user;
+use egress_guard::transact::{transact, MAX_ATTEMPTS};
 
 use crate::harness::require_kernel;
 use crate::harness::{docker_user_namespace, egress_guard, egress_guard_ok};
@@ -24,7 +24,7 @@ use crate::harness::{docker_user_namespace, egress_guard, egress_guard_ok};
 fn a_batch_on_a_stale_generation_is_refused_whole() {
     require_kernel!();
     let ns = docker_user_namespace("genid");
-    let rules = docker_user::encode(Family::V4, &docker_user_rules(&Policy::default(), Family::V4));
+    let rules = docker_user::encode(Family::V4, &docker_user::plan(&Policy::default(), Family::V4));
     let result = ns.enter(|| {
         let mut nl = Netlink::open().expect("netlink");
         let genid = nl.generation().expect("GETGEN");
@@ -75,7 +75,7 @@ fn apply_under_a_busy_concurrent_writer_converges() {
 fn a_writer_that_always_wins_makes_apply_give_up_with_exit_4() {
     require_kernel!();
     let ns = docker_user_namespace("giveup");
-    let rules = docker_user::encode(Family::V4, &docker_user_rules(&Policy::default(), Family::V4));
+    let rules = docker_user::encode(Family::V4, &docker_user::plan(&Policy::default(), Family::V4));
     let (result, attempts) = ns.enter(|| {
         let mut nl = Netlink::open().expect("netlink");
         let mut attempts = 0;
@@ -94,7 +94,7 @@ fn a_writer_that_always_wins_makes_apply_give_up_with_exit_4() {
     });
     assert!(matches!(result, Err(Error::GaveUp(MAX_ATTEMPTS))), "{result:?}");
     assert_eq!(attempts, MAX_ATTEMPTS);
-    assert_eq!(Error::GaveUp(MAX_ATTEMPTS).exit_code(), 4);
+    assert_eq!(Error::GaveUp(MAX_ATTEMPTS).exit_code(), ExitCode::GaveUp);
     // Nothing of ours landed; every one of the other writer's rules did.
     let chain = ns.run(&["iptables", "-S", "DOCKER-USER"]);
     assert!(!chain.contains("egress-guard"), "{chain}");

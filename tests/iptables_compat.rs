@@ -2,9 +2,9 @@
 //! namespace must leave the kernel holding the same expressions and info blobs, and every
 //! iptables view (`-S`, `-L -v`, `iptables-save`, dockerd's `-n -L DOCKER-USER`) must read them.
 
-use egress_guard::ipt::Family;
+use egress_guard::backend::docker_user::{CHAIN, TABLE};
+use egress_guard::net::Family;
 use egress_guard::nft::socket::Netlink;
-use egress_guard::target::docker_user::{CHAIN, TABLE};
 
 use crate::harness::{docker_user_namespace, dry_run_lines, egress_guard_ok, require_kernel, Netns};
 
@@ -101,21 +101,36 @@ fn foreign_rules_survive_apply_reapply_and_remove_in_order() {
     assert!(out.contains("ip filter DOCKER-USER: already in place"), "{out}");
     assert_eq!(ns.run(&["nft", "-a", "list", "chain", "ip", TABLE, CHAIN]), handles);
 
-    // A changed policy rewrites ours in place: a foreign rule inserted above them stays above.
-    ns.run(&["iptables", "-I", CHAIN, "-s", "203.0.113.9/32", "-j", "ACCEPT"]);
+    // A changed policy rewrites ours in place: a foreign rule above them that lets no traffic
+    // past (a LOG) stays above.
+    ns.run(&["iptables", "-I", CHAIN, "-s", "203.0.113.9/32", "-j", "LOG"]);
     egress_guard_ok(&ns, &["apply", "--iface", "docker0"]);
     let lines: Vec<String> = ns.run(&["iptables", "-S", CHAIN]).lines().map(String::from).collect();
-    assert_eq!(lines[1], "-A DOCKER-USER -s 203.0.113.9/32 -j ACCEPT");
+    assert_eq!(lines[1], "-A DOCKER-USER -s 203.0.113.9/32 -j LOG");
     assert!(lines[2].contains("-i docker0") && lines[2].contains("egress-guard"), "{lines:?}");
     assert_eq!(lines[3], "-A DOCKER-USER -s 198.51.100.7/32 -j ACCEPT");
     assert_eq!(lines.len(), 5, "{lines:?}");
+    // One that does (an ACCEPT) is left where it is, and ours move above it.
+    ns.run(&["iptables", "-I", CHAIN, "-s", "203.0.113.10/32", "-j", "ACCEPT"]);
+    egress_guard_ok(&ns, &["apply", "--iface", "docker0"]);
+    let lines: Vec<String> = ns.run(&["iptables", "-S", CHAIN]).lines().map(String::from).collect();
+    assert!(lines[1].contains("-i docker0") && lines[1].contains("egress-guard"), "{lines:?}");
+    assert_eq!(
+        lines[2..5],
+        [
+            "-A DOCKER-USER -s 203.0.113.10/32 -j ACCEPT",
+            "-A DOCKER-USER -s 203.0.113.9/32 -j LOG",
+            "-A DOCKER-USER -s 198.51.100.7/32 -j ACCEPT"
+        ]
+    );
 
     egress_guard_ok(&ns, &["remove"]);
     assert_eq!(
         ns.run(&["iptables", "-S", CHAIN]).lines().collect::<Vec<_>>(),
         [
             "-N DOCKER-USER",
-            "-A DOCKER-USER -s 203.0.113.9/32 -j ACCEPT",
+            "-A DOCKER-USER -s 203.0.113.10/32 -j ACCEPT",
+            "-A DOCKER-USER -s 203.0.113.9/32 -j LOG",
             "-A DOCKER-USER -s 198.51.100.7/32 -j ACCEPT",
             "-A DOCKER-USER -j RETURN"
         ]

@@ -40,15 +40,20 @@ fn on_the_iptables_nft_host_the_table_guards_and_remove_reopens() {
     matrix(&dh, false);
     assert!(!dh.host.run(&["iptables", "-S", "DOCKER-USER"]).contains("egress-guard"), "table only");
 
-    let status = dh.egress_guard_ok("status", &["--target", "table", "--json"]);
-    assert!(
-        status.contains("{\"place\":\"inet egress_guard\",\"exists\":true,\"reached\":true,\"verdict\":\"in place\""),
+    let status = status_json(&dh.host, &["--target", "table"]);
+    let table = &status["places"][0];
+    assert_eq!(
+        (&table["place"], &table["exists"], &table["reached"], &table["verdict"]),
+        (&"inet egress_guard".into(), &true.into(), &true.into(), &"in place".into()),
         "{status}"
     );
-    assert!(
-        !status.contains("\"packets\":0},{\"rule\":\"add rule inet egress_guard forward iifname \\\"br-*\\\""),
-        "{status}"
-    );
+    // The probes from br-eg1 were refused by the br-* rule, and counted there.
+    let br = table["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|r| r["rule"].as_str().is_some_and(|t| t.contains("iifname \"br-*\"") && t.contains("reject")));
+    assert!(br.is_some_and(|r| r["packets"].as_u64() > Some(0)), "{status}");
 
     dh.egress_guard_ok("remove", &["--target", "table"]);
     assert_eq!(dh.host.run(&["nft", "list", "tables", "inet"]), "");
@@ -60,7 +65,8 @@ fn without_docker_user_auto_picks_the_table_and_says_why() {
     harness::require_kernel!();
     let dh = DockerHost::builder().docker_user(DockerUser::Missing).build();
     let out = dh.egress_guard_ok("apply", &[]);
-    assert!(out.starts_with("target table: ip filter DOCKER exists but DOCKER-USER does not"), "{out}");
+    assert!(out.starts_with("target auto: IPv4: table, ip filter DOCKER exists but DOCKER-USER does not"), "{out}");
+    assert!(out.contains("IPv6: table, ip6 filter DOCKER exists but DOCKER-USER does not"), "{out}");
     matrix(&dh, false);
     assert_eq!(check(&dh, &[]), (0, "in place: guarding inet egress_guard".into()));
 }
@@ -72,7 +78,7 @@ fn without_any_docker_auto_picks_the_table_and_remove_leaves_the_rest() {
     // Someone else's table, which remove must leave alone.
     ns.run(&["nft", "add", "table", "inet", "mine"]);
     let out = egress_guard_ok(&ns, &["apply"]);
-    assert!(out.starts_with("target table: no Docker rules in nf_tables"), "{out}");
+    assert!(out.starts_with("target auto: IPv4: table, no Docker rules in ip nf_tables"), "{out}");
     assert!(ns
         .run(&["nft", "list", "table", "inet", "egress_guard"])
         .contains("hook forward priority filter - 1; policy accept;"));
@@ -89,7 +95,7 @@ fn on_dockers_nftables_backend_auto_picks_the_table() {
     assert!(dry.contains("+ add rule inet egress_guard forward iifname \"docker0\""), "{dry}");
     assert_eq!(dh.host.run(&["nft", "list", "tables", "inet"]), "", "a dry run changes nothing");
     let out = dh.egress_guard_ok("apply", &[]);
-    assert!(out.starts_with("target table: Docker's nftables backend detected"), "{out}");
+    assert!(out.starts_with("target auto: IPv4: table, Docker's nftables backend detected"), "{out}");
     matrix(&dh, false);
 
     // Steady: nothing to send, nothing committed.
@@ -205,13 +211,24 @@ fn block_host_refuses_new_connections_to_the_host_except_allowed_ones() {
     expect_all(&to_host(true));
     drop(servers);
 
-    // On a DOCKER-USER host, auto means docker-user, which cannot block the host: say so.
+    // On a DOCKER-USER host, auto guards forwarding in DOCKER-USER and the host from our
+    // table; forced to DOCKER-USER alone, --block-host is refused before anything is read.
     let dh = DockerHost::new();
-    let out = dh.egress_guard("apply", &["--block-host"]);
+    let mut servers = EchoServers::new();
+    servers.tcp_and_udp(&dh.host, &[gateways[0]]);
+    dh.egress_guard_ok("apply", &["--block-host"]);
+    assert!(dh.host.run(&["iptables", "-S", "DOCKER-USER"]).contains("egress-guard"));
+    let mut table = vec![Expect::closed(&dh.c1, Probe::tcp(gateways[0]))];
+    table.extend(egress(&dh.c1, false));
+    table.extend(must_stay_open(&dh));
+    expect_all(&table);
+    dh.egress_guard_ok("remove", &[]);
+    let out = dh.egress_guard("apply", &["--block-host", "--target", "docker-user"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--block-host needs the table target"), "{err}");
+    assert!(err.contains("--block-host keeps its rules in our own table"), "{err}");
     assert_eq!(dh.host.run(&["nft", "list", "tables", "inet"]), "");
+    assert!(!dh.host.run(&["iptables", "-S", "DOCKER-USER"]).contains("egress-guard"));
 }
 
 #[test]

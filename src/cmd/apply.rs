@@ -1,44 +1,50 @@
 //! `egress-guard apply`: validate, then one transaction; `--dry-run` reads and prints the plan.
 
-use crate::apply;
+use std::fmt::Write;
+
+use super::Done;
+use crate::backend::Change;
 use crate::cli::ApplyArgs;
 use crate::error::Error;
-use crate::target::Change;
+use crate::transact;
 
-pub fn run(args: ApplyArgs) -> Result<i32, Error> {
+pub fn run(args: ApplyArgs) -> Result<Done, Error> {
     let (policy, target) = super::resolve(&args.policy)?;
     let mut nl = super::connect(&args.netns)?;
-    let outcome = apply::apply(&mut nl, &policy, target, args.dry_run)?;
+    let outcome = transact::apply(&mut nl, &policy, target, args.dry_run)?;
     let verb = if args.dry_run { "would" } else { "did" };
-    println!("target {}: {}", outcome.choice.target.word(), outcome.choice.why);
+    let mut out = String::new();
+    let _ = writeln!(out, "target {}: {}", target.word(), outcome.why.join("; "));
+    let mut warnings = Vec::new();
     for step in &outcome.steps {
         match step.change {
-            Change::Unchanged => println!("{}: already in place", step.place),
+            Change::Unchanged if step.warnings.is_empty() => {
+                let _ = writeln!(out, "{}: already in place", step.place);
+            }
+            Change::Unchanged => {
+                let _ =
+                    writeln!(out, "{}: our rules are written, but the guard is NOT effective (see below)", step.place);
+            }
             Change::Missing => {}
             Change::Written => {
-                println!(
-                    "{}: {verb} write {} rule(s), delete {} old one(s)",
-                    step.place,
-                    step.added.len(),
-                    step.removed.len()
-                );
+                let (added, removed) = (step.added.len(), step.removed.len());
+                let _ = writeln!(out, "{}: {verb} write {added} rule(s), delete {removed} old one(s)", step.place);
                 for rule in &step.added {
                     match &rule.iptables {
-                        Some(line) => println!("  + {line}\n      nft: {}", rule.nft),
-                        None => println!("  + {}", rule.nft),
+                        Some(line) => writeln!(out, "  + {line}\n      nft: {}", rule.nft),
+                        None => writeln!(out, "  + {}", rule.nft),
                     }
+                    .ok();
                 }
                 for line in &step.removed {
-                    println!("  - {line}");
+                    let _ = writeln!(out, "  - {line}");
                 }
             }
         }
-        if let Some(w) = &step.warning {
-            eprintln!("egress-guard: warning: {w}");
-        }
+        warnings.extend(step.warnings.iter().map(|w| format!("warning: {w}")));
     }
     if args.dry_run {
-        println!("(dry run: nothing was changed)");
+        out.push_str("(dry run: nothing was changed)\n");
     }
-    Ok(0)
+    Ok(Done { code: None, stdout: out, warnings, committed: outcome.committed })
 }

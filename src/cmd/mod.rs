@@ -1,5 +1,5 @@
-//! One file per subcommand; each resolves its inputs (netns, config, policy), then calls the
-//! library once.
+//! One file per subcommand; each resolves its inputs (config, policy, target) before any socket
+//! is opened, then calls the library once and returns what to print.
 
 mod apply;
 mod check;
@@ -7,17 +7,28 @@ mod remove;
 mod status;
 mod watch;
 
-use std::io::ErrorKind;
+use std::io::Write;
 
+use crate::backend::Target;
 use crate::cli::{Command, NetnsArg, PolicyArgs};
-use crate::config::{self, Config};
+use crate::config;
 use crate::error::Error;
+use crate::exit::ExitCode;
 use crate::nft::socket::Netlink;
-use crate::policy::{Policy, PolicyError};
-use crate::target::Target;
+use crate::policy::Policy;
 
-/// Runs a command; the value is the exit code for outcomes that are not errors (`check` → 1).
-pub fn run(command: Command) -> Result<i32, Error> {
+/// What a command has to say when it is done: its exit code, its report, and whether it
+/// committed a change (a report that cannot be written must not hide that).
+#[derive(Debug, Default)]
+pub struct Done {
+    pub code: Option<ExitCode>,
+    pub stdout: String,
+    pub warnings: Vec<String>,
+    pub committed: bool,
+}
+
+/// Runs a command.
+pub fn run(command: Command) -> Result<Done, Error> {
     match command {
         Command::Apply(args) => apply::run(args),
         Command::Remove(args) => remove::run(args),
@@ -35,31 +46,29 @@ fn connect(netns: &NetnsArg) -> Result<Netlink, Error> {
     Ok(Netlink::open()?)
 }
 
-/// The validated policy and target from the config file and the flags (flags win). Runs
-/// before any socket is opened: bad input changes nothing.
+/// The validated policy and target from the config file and the flags (flags win), with every
+/// conflict between them found: bad input changes nothing.
 fn resolve(args: &PolicyArgs) -> Result<(Policy, Target), Error> {
-    let file = read_config(args.config.as_deref())?;
+    let file = config::load(args.config.as_deref())?;
     let policy = args.spec().over(file.policy).resolve()?;
-    let word = args.target.target.clone().or(file.target);
-    Ok((policy, target(word.as_deref())?))
-}
-
-/// `--target` (or the config's `target`), `auto` when not given.
-fn target(word: Option<&str>) -> Result<Target, Error> {
-    let word = word.unwrap_or("auto");
-    let unknown = || PolicyError(format!("target {word:?}: unknown; use {}", Target::WORDS.join(", ")));
-    Ok(Target::parse(word).ok_or_else(unknown)?)
-}
-
-/// The config file: the one named, which must exist, or the default one if it exists.
-fn read_config(path: Option<&str>) -> Result<Config, Error> {
-    let (path, required) = match path {
-        Some(p) => (p, true),
-        None => (config::DEFAULT_PATH, false),
-    };
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(config::parse(path, &text)?),
-        Err(e) if e.kind() == ErrorKind::NotFound && !required => Ok(Config::default()),
-        Err(source) => Err(Error::ConfigRead { path: path.to_string(), source }),
+    let target = args.target.target.or(file.target).unwrap_or_default();
+    if policy.block_host && target == Target::DockerUser {
+        return Err(Error::Usage(
+            "--block-host keeps its rules in our own table, and --target docker-user writes only DOCKER-USER: \
+             use --target auto, table or both",
+        ));
     }
+    Ok((policy, target))
+}
+
+/// A line for a long-running command: written at once, and a closed or full stdout does not
+/// stop it (a guard that heals matters more than its log).
+pub fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// A warning or an error line on stderr, never a panic.
+pub fn warn(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "egress-guard: {line}");
 }

@@ -1,19 +1,24 @@
 //! `egress-guard remove`: delete our rules, and nothing else, in one batch.
 
-use crate::apply;
+use std::fmt::Write;
+
+use super::Done;
+use crate::backend::Change;
 use crate::cli::RemoveArgs;
 use crate::error::Error;
-use crate::target::Change;
+use crate::transact;
 
-pub fn run(args: RemoveArgs) -> Result<i32, Error> {
-    let target = super::target(args.target.target.as_deref())?;
+pub fn run(args: RemoveArgs) -> Result<Done, Error> {
     let mut nl = super::connect(&args.netns)?;
-    for step in apply::remove(&mut nl, target)? {
+    let (steps, committed) = transact::remove(&mut nl, args.target)?;
+    let mut out = String::new();
+    for step in steps {
         match step.change {
-            Change::Written => println!("{}: removed {} rule(s)", step.place, step.removed.len()),
-            Change::Unchanged => println!("{}: nothing of ours", step.place),
-            Change::Missing => {}
+            Change::Written => writeln!(out, "{}: removed {} rule(s)", step.place, step.removed.len()),
+            Change::Unchanged => writeln!(out, "{}: nothing of ours", step.place),
+            Change::Missing => Ok(()),
         }
+        .ok();
     }
-    Ok(0)
+    Ok(Done { stdout: out, committed, ..Done::default() })
 }

@@ -1,16 +1,14 @@
 //! `egress-guard status`: the report, as text or JSON.
 
+use super::Done;
 use crate::cli::StatusArgs;
 use crate::error::Error;
+use crate::transact;
 
-pub fn run(args: StatusArgs) -> Result<i32, Error> {
+pub fn run(args: StatusArgs) -> Result<Done, Error> {
     let (policy, target) = super::resolve(&args.policy)?;
     let mut nl = super::connect(&args.netns)?;
-    let report = super::check::read_report(&mut nl, &policy, target)?;
-    if args.json {
-        println!("{}", report.json());
-    } else {
-        print!("{}", report.human());
-    }
-    Ok(0)
+    let report = transact::report(&mut nl, &policy, target)?;
+    let stdout = if args.json { report.json() + "\n" } else { report.human() };
+    Ok(Done { stdout, ..Done::default() })
 }

@@ -4,20 +4,21 @@
 
 use std::time::Duration;
 
-use crate::apply;
+use super::{say, warn, Done};
+use crate::backend::{Change, Target};
 use crate::cli::WatchArgs;
 use crate::error::Error;
 use crate::nft::monitor::{Monitor, Wake};
 use crate::nft::socket::Netlink;
 use crate::policy::Policy;
-use crate::target::{Change, Target};
+use crate::transact;
 
-pub fn run(args: WatchArgs) -> Result<i32, Error> {
+pub fn run(args: WatchArgs) -> Result<Done, Error> {
     let (policy, target) = super::resolve(&args.policy)?;
     let mut nl = super::connect(&args.netns)?;
     // Subscribe before the first apply, so no change between the two goes unseen.
     let mut monitor = Monitor::open(Duration::from_secs(args.interval))?;
-    println!("egress-guard: watching (every change, and every {} s)", args.interval);
+    say(&format!("egress-guard: watching (every change, and every {} s)", args.interval));
     heal(&mut nl, &policy, target, "start")?;
     loop {
         let why = match monitor.wait()? {
@@ -30,24 +31,20 @@ pub fn run(args: WatchArgs) -> Result<i32, Error> {
     }
 }
 
-/// One apply; prints what it had to write. Errors that a later change can cure (the chain is
+/// One apply; says what it had to write. Errors that a later change can cure (the chain is
 /// gone while dockerd restarts, a writer kept winning) are reported and watching goes on;
 /// permission and usage errors end the watch.
 fn heal(nl: &mut Netlink, policy: &Policy, target: Target, why: &str) -> Result<(), Error> {
-    match apply::apply(nl, policy, target, false) {
+    match transact::apply(nl, policy, target, false) {
         Ok(outcome) => {
             for step in outcome.steps.iter().filter(|s| s.change == Change::Written) {
-                println!(
-                    "egress-guard: {why}: {}: wrote {} rule(s), deleted {}",
-                    step.place,
-                    step.added.len(),
-                    step.removed.len()
-                );
+                let (added, removed) = (step.added.len(), step.removed.len());
+                say(&format!("egress-guard: {why}: {}: wrote {added} rule(s), deleted {removed}", step.place));
             }
             Ok(())
         }
-        Err(e @ (Error::NoDockerUser { .. } | Error::GaveUp(_) | Error::Kernel(_))) => {
-            eprintln!("egress-guard: {why}: {e}; waiting for the next change");
+        Err(e @ (Error::Backend(_) | Error::GaveUp(_) | Error::Kernel(_))) => {
+            warn(&format!("{why}: {e}; waiting for the next change"));
             Ok(())
         }
         Err(e) => Err(e),

@@ -6,7 +6,7 @@ use super::attr::{Attr, AttrWriter};
 use super::sys::*;
 use super::NlError;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Expr {
     /// `meta load KEY => reg DREG`
     Meta {

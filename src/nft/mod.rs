@@ -12,6 +12,7 @@ pub mod rustables_bridge;
 pub mod set;
 pub mod socket;
 pub mod sys;
+pub mod text;
 pub mod xt;
 
 use nix::errno::Errno;
@@ -29,9 +30,14 @@ pub enum NlError {
         #[source]
         errno: Errno,
     },
-    /// The kernel refused a request or a message of a batch.
-    #[error("{what}: {}", errno.desc().to_lowercase())]
-    Kernel { what: String, errno: Errno },
+    /// The kernel refused a request or a message of a batch (`what` names it, e.g. "GETGEN",
+    /// "GETRULE ip filter DOCKER-USER", "NEWRULE ip filter DOCKER-USER").
+    #[error("{what}")]
+    Kernel {
+        what: String,
+        #[source]
+        errno: Errno,
+    },
     /// Someone else committed between our read and our batch (ERESTART on the batch genid),
     /// or a dump was interrupted by a commit.
     #[error("the ruleset changed while we were reading it")]

@@ -78,3 +78,9 @@ pub fn within(what: &str, mut done: impl FnMut() -> bool) -> std::time::Duration
     }
     started.elapsed()
 }
+
+/// `egress-guard status --json ARGS… --netns NS`, parsed.
+pub fn status_json(ns: &Netns, args: &[&str]) -> serde_json::Value {
+    let out = egress_guard_ok(ns, &[&["status", "--json"], args].concat());
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {out}"))
+}

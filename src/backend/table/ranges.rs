@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use crate::ipt::Family;
+use crate::net::Family;
 use crate::nft::set::SetElem;
 use crate::nft::sys::NFT_SET_ELEM_INTERVAL_END;
 

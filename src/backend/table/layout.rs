@@ -1,5 +1,5 @@
-//! Policy → what `table inet egress_guard` holds (pure: no I/O). The same semantics as the
-//! DOCKER-USER rules of `plan.rs`, in native expressions, with the lists in interval sets:
+//! Policy → what `table inet egress_guard` holds (pure: no I/O). The sections of `rules`,
+//! rendered in native expressions, with the lists in interval sets:
 //!
 //! - chain `forward` (hook forward, priority filter - 1, policy accept); with `--block-host`
 //!   also chain `input` (hook input, same priority), which first lets IPv6 neighbour discovery
@@ -13,17 +13,20 @@
 //!   `allow4/6` (allowed networks) and `allow4/6_port` (network . protocol . port).
 
 use super::ranges::{self, Range};
-use crate::ipt::{Family, Limit, Proto, RejectWith};
+use crate::net::{Family, Limit, Proto};
 use crate::nft::expr::Expr;
 use crate::nft::rule::{comment_udata, NftRule};
 use crate::nft::set::{NftSet, SetElem};
 use crate::nft::sys::*;
-use crate::plan::COMMENT;
-use crate::policy::{Allow, LogSink, Policy, Reject};
+use crate::nft::text;
+use crate::policy::{Allow, Iface, LogSink, Policy, Refusal};
+use crate::rules::{self, Scope, Section, Step, COMMENT};
 
 pub const TABLE: &str = "egress_guard";
 pub const FORWARD: &str = "forward";
 pub const INPUT: &str = "input";
+/// The chains we may make.
+pub const CHAINS: [&str; 2] = [FORWARD, INPUT];
 /// `filter - 1`: before Docker's filter chains (iptables' FORWARD, nftables' filter-FORWARD).
 pub const PRIORITY: i32 = NF_IP_PRI_FILTER - 1;
 /// Elements shown per set in text meant for people; the rest are counted.
@@ -80,12 +83,21 @@ impl RulePlan {
     }
 }
 
-/// The plan for `policy`.
-pub fn plan(policy: &Policy) -> TablePlan {
-    let mut chains =
-        vec![ChainPlan { name: FORWARD, hook: NF_INET_FORWARD, rules: chain_rules(policy, Hook::Forward) }];
+/// The plan for `policy`, the forward chain guarding `families` (the others are guarded
+/// elsewhere, or not at all). With `--block-host`, the input chain guards both families: no
+/// DOCKER-USER sees traffic to the host.
+pub fn plan(policy: &Policy, families: &[Family]) -> TablePlan {
+    let mut chains = Vec::new();
+    if !families.is_empty() {
+        chains.push(ChainPlan {
+            name: FORWARD,
+            hook: NF_INET_FORWARD,
+            rules: chain_rules(policy, Hook::Forward, families),
+        });
+    }
     if policy.block_host {
-        chains.push(ChainPlan { name: INPUT, hook: NF_INET_LOCAL_IN, rules: chain_rules(policy, Hook::Input) });
+        let rules = chain_rules(policy, Hook::Input, &Family::ALL);
+        chains.push(ChainPlan { name: INPUT, hook: NF_INET_LOCAL_IN, rules });
     }
     let used = |name: &str| chains.iter().flat_map(|c| &c.rules).flat_map(|r| &r.exprs).any(|e| uses_set(e, name));
     let sets = all_sets(policy).into_iter().filter(|s| used(&s.set.name)).collect();
@@ -102,118 +114,104 @@ enum Hook {
     Input,
 }
 
-/// Which packets a group of rules is about, besides the bridge: any family (no subnets
-/// given), one family narrowed to its subnets, or one family whole (a bridge pattern with
-/// subnets given for the other family only, as `plan.rs` does).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Scope {
-    Any,
-    Subnets(Family),
-    Family(Family),
-}
-
-impl Scope {
-    fn families(self) -> Vec<Family> {
+impl Hook {
+    fn chain(self) -> &'static str {
         match self {
-            Scope::Any => Family::ALL.to_vec(),
-            Scope::Subnets(f) | Scope::Family(f) => vec![f],
+            Hook::Forward => FORWARD,
+            Hook::Input => INPUT,
         }
     }
 }
 
-fn scopes(policy: &Policy, iface: Option<&str>) -> Vec<Scope> {
-    if policy.subnets.is_empty() {
-        return vec![Scope::Any];
+/// A section's scope narrowed to the families this chain guards (`None`: none of them).
+fn narrowed(scope: &Scope, families: &[Family]) -> Option<Scope> {
+    match scope {
+        Scope::Any if families.len() == Family::ALL.len() => Some(Scope::Any),
+        Scope::Any => families.first().map(|f| Scope::Family(*f)),
+        Scope::Family(f) | Scope::Subnets(f, _) if !families.contains(f) => None,
+        other => Some(other.clone()),
     }
-    Family::ALL
-        .into_iter()
-        .filter_map(|f| match (policy.subnets_of(f).is_empty(), iface) {
-            (false, _) => Some(Scope::Subnets(f)),
-            (true, Some(_)) => Some(Scope::Family(f)),
-            (true, None) => None,
-        })
-        .collect()
 }
 
-fn chain_rules(policy: &Policy, hook: Hook) -> Vec<RulePlan> {
-    let chain = match hook {
-        Hook::Forward => FORWARD,
-        Hook::Input => INPUT,
-    };
+fn chain_rules(policy: &Policy, hook: Hook, families: &[Family]) -> Vec<RulePlan> {
     let mut rules = Vec::new();
     if hook == Hook::Input {
-        rules.push(rule(chain, vec![Cond::neighbour_discovery()], Action::Accept));
+        rules.push(rule(hook, vec![Cond::neighbour_discovery()], Action::Accept));
     }
-    let ifaces: Vec<Option<&str>> = match policy.ifaces.is_empty() {
-        true => vec![None],
-        false => policy.ifaces.iter().map(|i| Some(i.as_str())).collect(),
-    };
-    for iface in ifaces {
-        for scope in scopes(policy, iface) {
-            rules.extend(selector_rules(policy, chain, hook, iface, scope));
+    for section in rules::sections(policy) {
+        if let Some(scope) = narrowed(&section.scope, families) {
+            rules.extend(section_rules(hook, &section, &scope));
         }
     }
     rules
 }
 
-/// The conditions every rule of a selector shares: from the bridge (and, forwarded, out by
+/// The conditions every rule of a section shares: from the bridge (and, forwarded, out by
 /// another interface, so same-bridge frames seen with br_netfilter pass), from the scope's
 /// sources (and, forwarded, to outside their own subnet).
-fn base(hook: Hook, iface: Option<&str>, scope: Scope) -> Vec<Cond> {
+fn base(hook: Hook, iface: Option<&Iface>, scope: &Scope) -> Vec<Cond> {
     let mut conds = Vec::new();
     if let Some(i) = iface {
-        conds.push(Cond::iface(NFT_META_IIFNAME, "iifname", i, false));
+        conds.push(Cond::iface(NFT_META_IIFNAME, i, false));
         if hook == Hook::Forward {
-            conds.push(Cond::iface(NFT_META_OIFNAME, "oifname", i, true));
+            conds.push(Cond::iface(NFT_META_OIFNAME, i, true));
         }
     }
     match scope {
         Scope::Any => {}
-        Scope::Family(f) => conds.push(Cond::nfproto(f)),
-        Scope::Subnets(f) => {
-            conds.push(Cond::saddr_in(f, &subnets_set(f)));
+        Scope::Family(f) => conds.push(Cond::nfproto(*f)),
+        Scope::Subnets(f, _) => {
+            conds.push(Cond::saddr_in(*f, &subnets_set(*f)));
             if hook == Hook::Forward {
-                conds.push(Cond::pair_not_in(f, &same_subnet_set(f)));
+                conds.push(Cond::pair_not_in(*f, &same_subnet_set(*f)));
             }
         }
     }
     conds
 }
 
-fn selector_rules(policy: &Policy, chain: &str, hook: Hook, iface: Option<&str>, scope: Scope) -> Vec<RulePlan> {
-    let base = base(hook, iface, scope);
+fn families(scope: &Scope) -> Vec<Family> {
+    match scope {
+        Scope::Any => Family::ALL.to_vec(),
+        Scope::Subnets(f, _) | Scope::Family(f) => vec![*f],
+    }
+}
+
+fn section_rules(hook: Hook, section: &Section, scope: &Scope) -> Vec<RulePlan> {
+    let base = base(hook, section.iface.as_ref(), scope);
     let with = |more: Vec<Cond>| base.iter().cloned().chain(more).collect::<Vec<_>>();
     let mut rules = Vec::new();
-    if let (None, Scope::Subnets(f)) = (iface, scope) {
-        // As in plan.rs: with no bridge to tell same-bridge frames from routed ones, multicast
-        // (IPv6 neighbour discovery among them) is let through; it is never routed out.
-        rules.push(rule(chain, with(vec![Cond::multicast(f)]), Action::Accept));
-    }
-    for f in scope.families() {
-        let allow = policy.allow_of(f);
-        if allow.iter().any(|a| a.port.is_none()) {
-            rules.push(rule(chain, with(vec![Cond::daddr_in(f, &allow_set(f))]), Action::Accept));
+    for step in &section.steps {
+        match step {
+            Step::PassMulticast => {
+                for f in families(scope) {
+                    rules.push(rule(hook, with(vec![Cond::multicast(f)]), Action::Accept));
+                }
+            }
+            Step::Allow(list) => {
+                for f in families(scope) {
+                    let mine: Vec<&Allow> = list.iter().filter(|a| Family::of(&a.net) == f).collect();
+                    if mine.iter().any(|a| a.port.is_none()) {
+                        rules.push(rule(hook, with(vec![Cond::daddr_in(f, &allow_set(f))]), Action::Accept));
+                    }
+                    if mine.iter().any(|a| a.port.is_some()) {
+                        rules.push(rule(hook, with(vec![Cond::daddr_port_in(f, &allow_port_set(f))]), Action::Accept));
+                    }
+                }
+            }
+            Step::Log(log) => rules.push(rule(
+                hook,
+                with(vec![Cond::new_connection(), Cond::limit(log.rate)]),
+                Action::Log(log.sink.clone()),
+            )),
+            Step::Refuse { answer, tcp_only } => {
+                let mut conds = vec![Cond::new_connection()];
+                if *tcp_only {
+                    conds.push(Cond::l4proto(Proto::Tcp));
+                }
+                rules.push(rule(hook, with(conds), Action::Refuse(*answer)));
+            }
         }
-        if allow.iter().any(|a| a.port.is_some()) {
-            rules.push(rule(chain, with(vec![Cond::daddr_port_in(f, &allow_port_set(f))]), Action::Accept));
-        }
-    }
-    if let Some(log) = &policy.log {
-        rules.push(rule(
-            chain,
-            with(vec![Cond::new_connection(), Cond::limit(log.rate)]),
-            Action::Log(log.sink.clone()),
-        ));
-    }
-    let refuse = |more: Vec<Cond>, action| rule(chain, with([vec![Cond::new_connection()], more].concat()), action);
-    match policy.reject {
-        Reject::Drop => rules.push(refuse(vec![], Action::Drop)),
-        Reject::With(RejectWith::TcpReset) => {
-            // A reset only answers TCP; everything else is refused as by port-unreachable.
-            rules.push(refuse(vec![Cond::l4proto(Proto::Tcp)], Action::Reject(RejectWith::TcpReset)));
-            rules.push(refuse(vec![], Action::Reject(RejectWith::PortUnreachable)));
-        }
-        Reject::With(with) => rules.push(refuse(vec![], Action::Reject(with))),
     }
     rules
 }
@@ -373,13 +371,12 @@ fn allow_ports(f: Family, allow: &[Allow]) -> SetPlan {
 
 // ---- rules ----
 
-/// One condition: its expressions, its nft words, the family whose headers it reads (a rule
-/// in an inet table checks `meta nfproto` before the first such read, as nft does) and the
-/// family it checks itself.
+/// One condition: its expressions, the family whose headers it reads (a rule in an inet table
+/// checks `meta nfproto` before the first such read, as nft does) and the family it checks
+/// itself.
 #[derive(Debug, Clone, Default)]
 struct Cond {
     exprs: Vec<Expr>,
-    text: String,
     reads: Option<Family>,
     checks: Option<Family>,
 }
@@ -413,38 +410,25 @@ fn lookup(set: &str, inv: bool) -> Expr {
     Expr::Lookup { set: set.into(), sreg: NFT_REG_1, inv }
 }
 
-fn ip(f: Family) -> &'static str {
-    f.nft_name()
-}
-
 impl Cond {
     /// `iifname "docker0"` or `oifname != "br-*"`: an exact name compares all 16 bytes
     /// (IFNAMSIZ, as nft does), a `+` wildcard only the prefix, without NUL.
-    fn iface(key: u32, word: &str, name: &str, negate: bool) -> Cond {
-        let (data, shown) = match name.strip_suffix('+') {
-            Some(prefix) => (prefix.as_bytes().to_vec(), format!("{prefix}*")),
-            None => {
+    fn iface(key: u32, iface: &Iface, negate: bool) -> Cond {
+        let data = match iface.stem() {
+            (prefix, true) => prefix.as_bytes().to_vec(),
+            (name, false) => {
                 let mut d = name.as_bytes().to_vec();
                 d.resize(16, 0);
-                (d, name.to_string())
+                d
             }
         };
-        let (op, neg) = if negate { (NFT_CMP_NEQ, "!= ") } else { (NFT_CMP_EQ, "") };
-        Cond {
-            exprs: vec![Expr::Meta { key, dreg: NFT_REG_1 }, cmp(op, data)],
-            text: format!("{word} {neg}\"{shown}\""),
-            ..Cond::default()
-        }
+        let op = if negate { NFT_CMP_NEQ } else { NFT_CMP_EQ };
+        Cond { exprs: vec![Expr::Meta { key, dreg: NFT_REG_1 }, cmp(op, data)], ..Cond::default() }
     }
 
     fn nfproto(f: Family) -> Cond {
-        let (num, word) = match f {
-            Family::V4 => (2u8, "ipv4"),
-            Family::V6 => (10u8, "ipv6"),
-        };
         Cond {
-            exprs: vec![Expr::Meta { key: NFT_META_NFPROTO, dreg: NFT_REG_1 }, cmp(NFT_CMP_EQ, vec![num])],
-            text: format!("meta nfproto {word}"),
+            exprs: vec![Expr::Meta { key: NFT_META_NFPROTO, dreg: NFT_REG_1 }, cmp(NFT_CMP_EQ, vec![f.nfproto()])],
             checks: Some(f),
             ..Cond::default()
         }
@@ -453,7 +437,6 @@ impl Cond {
     fn saddr_in(f: Family, set: &str) -> Cond {
         Cond {
             exprs: vec![load(f, false, NFT_REG_1, addr_len(f)), lookup(set, false)],
-            text: format!("{} saddr @{set}", ip(f)),
             reads: Some(f),
             ..Cond::default()
         }
@@ -462,7 +445,6 @@ impl Cond {
     fn daddr_in(f: Family, set: &str) -> Cond {
         Cond {
             exprs: vec![load(f, true, NFT_REG_1, addr_len(f)), lookup(set, false)],
-            text: format!("{} daddr @{set}", ip(f)),
             reads: Some(f),
             ..Cond::default()
         }
@@ -472,7 +454,6 @@ impl Cond {
         let len = addr_len(f);
         Cond {
             exprs: vec![load(f, false, NFT_REG_1, len), load(f, true, reg_at(len), len), lookup(set, true)],
-            text: format!("{0} saddr . {0} daddr != @{set}", ip(f)),
             reads: Some(f),
             ..Cond::default()
         }
@@ -487,7 +468,6 @@ impl Cond {
                 Expr::Payload { dreg: reg_at(len + 4), base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 2, len: 2 },
                 lookup(set, false),
             ],
-            text: format!("{} daddr . meta l4proto . th dport @{set}", ip(f)),
             reads: Some(f),
             ..Cond::default()
         }
@@ -495,18 +475,15 @@ impl Cond {
 
     fn multicast(f: Family) -> Cond {
         // 224.0.0.0/4: the first byte's high nibble; ff00::/8: the first byte.
-        let (exprs, net) = match f {
-            Family::V4 => (
-                vec![
-                    load(f, true, NFT_REG_1, 1),
-                    Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, len: 1, mask: vec![0xf0], xor: vec![0] },
-                    cmp(NFT_CMP_EQ, vec![0xe0]),
-                ],
-                "224.0.0.0/4",
-            ),
-            Family::V6 => (vec![load(f, true, NFT_REG_1, 1), cmp(NFT_CMP_EQ, vec![0xff])], "ff00::/8"),
+        let exprs = match f {
+            Family::V4 => vec![
+                load(f, true, NFT_REG_1, 1),
+                Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, len: 1, mask: vec![0xf0], xor: vec![0] },
+                cmp(NFT_CMP_EQ, vec![0xe0]),
+            ],
+            Family::V6 => vec![load(f, true, NFT_REG_1, 1), cmp(NFT_CMP_EQ, vec![0xff])],
         };
-        Cond { exprs, text: format!("{} daddr {net}", ip(f)), reads: Some(f), ..Cond::default() }
+        Cond { exprs, reads: Some(f), ..Cond::default() }
     }
 
     /// The mask test: neither established nor related (new, invalid or untracked).
@@ -525,25 +502,17 @@ impl Cond {
                 },
                 cmp(NFT_CMP_EQ, vec![0; 4]),
             ],
-            text: "ct state & (established | related) == 0".into(),
             ..Cond::default()
         }
     }
 
     fn l4proto(p: Proto) -> Cond {
-        Cond { exprs: Cond::l4proto_number(p.number()), text: format!("meta l4proto {}", p.name()), ..Cond::default() }
+        Cond { exprs: Cond::l4proto_number(p.number()), ..Cond::default() }
     }
 
     fn limit(l: Limit) -> Cond {
-        let unit = match l.unit {
-            1 => "second",
-            60 => "minute",
-            3600 => "hour",
-            _ => "day",
-        };
         Cond {
             exprs: vec![Expr::Limit { rate: l.rate, unit: l.unit, burst: l.burst, ty: 0, flags: 0 }],
-            text: format!("limit rate {}/{unit} burst {} packets", l.rate, l.burst),
             ..Cond::default()
         }
     }
@@ -558,7 +527,7 @@ impl Cond {
             cmp(NFT_CMP_GTE, vec![133]),
             cmp(NFT_CMP_LTE, vec![137]),
         ]);
-        Cond { exprs, text: "icmpv6 type 133-137".into(), ..Cond::default() }
+        Cond { exprs, ..Cond::default() }
     }
 
     fn l4proto_number(n: u8) -> Vec<Expr> {
@@ -570,49 +539,31 @@ impl Cond {
 #[derive(Debug, Clone)]
 enum Action {
     Accept,
-    Drop,
-    Reject(RejectWith),
+    Refuse(Refusal),
     Log(LogSink),
 }
 
 impl Action {
     fn expr(&self) -> Expr {
+        let icmpx = |code| Expr::Reject { ty: NFT_REJECT_ICMPX_UNREACH, code };
         match self {
             Action::Accept => Expr::Verdict { code: NF_ACCEPT, chain: None },
-            Action::Drop => Expr::Verdict { code: NF_DROP, chain: None },
-            Action::Reject(RejectWith::TcpReset) => Expr::Reject { ty: NFT_REJECT_TCP_RST, code: 0 },
-            Action::Reject(RejectWith::PortUnreachable) => {
-                Expr::Reject { ty: NFT_REJECT_ICMPX_UNREACH, code: NFT_REJECT_ICMPX_PORT_UNREACH }
-            }
-            Action::Reject(RejectWith::AdminProhibited) => {
-                Expr::Reject { ty: NFT_REJECT_ICMPX_UNREACH, code: NFT_REJECT_ICMPX_ADMIN_PROHIBITED }
-            }
+            Action::Refuse(Refusal::Drop) => Expr::Verdict { code: NF_DROP, chain: None },
+            Action::Refuse(Refusal::TcpReset) => Expr::Reject { ty: NFT_REJECT_TCP_RST, code: 0 },
+            Action::Refuse(Refusal::PortUnreachable) => icmpx(NFT_REJECT_ICMPX_PORT_UNREACH),
+            Action::Refuse(Refusal::AdminProhibited) => icmpx(NFT_REJECT_ICMPX_ADMIN_PROHIBITED),
             Action::Log(LogSink::Kernel { prefix }) => {
                 Expr::LogKernel { prefix: Some(prefix.clone()), level: NFT_LOGLEVEL_WARNING }
             }
             Action::Log(LogSink::Nflog { group, prefix }) => Expr::Log { group: *group, prefix: prefix.clone() },
         }
     }
-
-    fn text(&self) -> String {
-        match self {
-            Action::Accept => "accept".into(),
-            Action::Drop => "drop".into(),
-            Action::Reject(RejectWith::TcpReset) => "reject with tcp reset".into(),
-            Action::Reject(RejectWith::PortUnreachable) => "reject with icmpx port-unreachable".into(),
-            Action::Reject(RejectWith::AdminProhibited) => "reject with icmpx admin-prohibited".into(),
-            Action::Log(LogSink::Kernel { prefix }) => format!("log prefix {prefix:?}"),
-            Action::Log(LogSink::Nflog { group, prefix: Some(p) }) => format!("log prefix {p:?} group {group}"),
-            Action::Log(LogSink::Nflog { group, prefix: None }) => format!("log group {group}"),
-        }
-    }
 }
 
 /// Conditions, a counter, the action; `meta nfproto` goes before the first read of an
-/// IPv4/IPv6 header (implicit in nft syntax, so not in the text).
-fn rule(chain: &str, conds: Vec<Cond>, action: Action) -> RulePlan {
+/// IPv4/IPv6 header (as nft adds it, and leaves it out of the text).
+fn rule(hook: Hook, conds: Vec<Cond>, action: Action) -> RulePlan {
     let mut exprs = Vec::new();
-    let mut words = Vec::new();
     let mut checked: Option<Family> = None;
     for c in conds {
         if let Some(f) = c.reads.filter(|f| checked != Some(*f)) {
@@ -621,11 +572,10 @@ fn rule(chain: &str, conds: Vec<Cond>, action: Action) -> RulePlan {
         }
         checked = c.checks.or(checked);
         exprs.extend(c.exprs);
-        words.push(c.text);
     }
     exprs.push(Expr::Counter { bytes: 0, packets: 0 });
     exprs.push(action.expr());
-    let text =
-        format!("add rule inet {TABLE} {chain} {} counter {} comment {COMMENT:?}", words.join(" "), action.text());
-    RulePlan { exprs, text }
+    let mut plan = RulePlan { exprs, text: String::new() };
+    plan.text = text::rule(&plan.to_rule(hook.chain()));
+    plan
 }

@@ -1,36 +1,44 @@
-//! The `table` target: our own `table inet egress_guard`, base chain `forward` (and `input`
+//! The `table` backend: our own `table inet egress_guard`, base chain `forward` (and `input`
 //! with `--block-host`) at priority filter - 1, native expressions and interval sets (see
-//! `layout`). The table is ours alone, so a change rebuilds it whole in one batch: delete the
-//! old table and create the new one in the same transaction. The old base chain keeps
-//! filtering until the commit, and the new one has its rules from the commit on, so no packet
-//! meets an empty chain. When the kernel already holds the plan, nothing is sent.
+//! `layout`). The table is ours alone — it carries our comment, and one without it is never
+//! touched — so a change rebuilds it whole in one batch: delete the old table and create the
+//! new one in the same transaction. The old base chain keeps filtering until the commit, and
+//! the new one has its rules from the commit on, so no packet meets an empty chain. When the
+//! kernel already holds the plan, nothing is sent.
 
 mod layout;
 mod ranges;
 
 use rustables::{Chain, ChainPolicy, ChainType, Hook, HookClass, MsgType, ProtocolFamily, Table};
 
+use super::{Backend, BackendError, Change, PlaceReport, RuleReport, RuleText, Step, Verdict};
+use crate::net::Family;
+use crate::nft::attr::Attrs;
 use crate::nft::chain::ChainDef;
 use crate::nft::msg::{self, BatchBuilder};
 use crate::nft::rule::{comment_udata, NftRule, Position};
 use crate::nft::set::{self, NftSet, SetElem};
 use crate::nft::socket::Netlink;
 use crate::nft::sys::*;
-use crate::nft::{rustables_bridge, NlError};
-use crate::plan::COMMENT;
+use crate::nft::{rustables_bridge, text, NlError};
 use crate::policy::Policy;
-use crate::status::{OurRule, PlaceStatus, Verdict};
-use crate::target::{Change, RuleText, Step};
+use crate::rules::COMMENT;
 
 pub use layout::{plan, TablePlan, FORWARD, INPUT, PRIORITY, TABLE};
 
-/// The chains we may have made.
-const CHAINS: [&str; 2] = [FORWARD, INPUT];
+/// Our table; its forward chain guards `families` (with `--block-host`, its input chain
+/// guards both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnTable {
+    pub families: Vec<Family>,
+}
 
 /// What our table holds in the kernel now.
 #[derive(Debug, Clone, Default)]
 pub struct TableState {
     pub exists: bool,
+    /// The table's userdata: our comment when we made it.
+    pub userdata: Option<Vec<u8>>,
     /// Our chains that exist, with their rules in order.
     pub chains: Vec<(ChainDef, Vec<NftRule>)>,
     /// The table's sets with their elements (sorted).
@@ -41,11 +49,16 @@ impl TableState {
     /// Reads the table: one GET for it, one per chain and a rule dump each, a set dump and an
     /// element dump per set; never the rest of the ruleset.
     pub fn read(nl: &mut Netlink) -> Result<TableState, NlError> {
-        if !nl.table_exists(NFPROTO_INET, TABLE)? {
+        let what = format!("GETTABLE inet {TABLE}");
+        let Some(found) = nl.get(&what, |seq| msg::gettable(seq, NFPROTO_INET, TABLE))? else {
             return Ok(TableState::default());
-        }
-        let mut state = TableState { exists: true, ..TableState::default() };
-        for name in CHAINS {
+        };
+        let userdata = match found.first() {
+            Some(table) => table_userdata(&table.reply().attrs())?,
+            None => None,
+        };
+        let mut state = TableState { exists: true, userdata, ..TableState::default() };
+        for name in layout::CHAINS {
             let what = format!("GETCHAIN inet {TABLE} {name}");
             let Some(found) = nl.get(&what, |seq| msg::getchain(seq, NFPROTO_INET, TABLE, name))? else { continue };
             let Some(def) = found.first() else { continue };
@@ -78,13 +91,35 @@ impl TableState {
     fn rules(&self) -> impl Iterator<Item = (&str, &NftRule)> {
         self.chains.iter().flat_map(|(def, rules)| rules.iter().map(move |r| (def.name.as_str(), r)))
     }
+
+    /// Whether we made the table: it carries our comment. (Kernels before 5.13 keep no table
+    /// userdata; there a table holding only our chains, sets and rules counts as ours.)
+    pub fn ours(&self) -> bool {
+        match &self.userdata {
+            Some(udata) => *udata == comment_udata(COMMENT),
+            None => {
+                let our_chains = self.chains.iter().all(|(def, _)| layout::CHAINS.contains(&def.name.as_str()));
+                our_chains && !self.chains.is_empty() && self.rules().all(|(_, r)| is_ours(r))
+            }
+        }
+    }
+}
+
+fn table_userdata(attrs: &Attrs<'_>) -> Result<Option<Vec<u8>>, NlError> {
+    for attr in attrs.clone() {
+        let attr = attr?;
+        if attr.ty == NFTA_TABLE_USERDATA {
+            return Ok(Some(attr.payload.to_vec()));
+        }
+    }
+    Ok(None)
 }
 
 fn is_ours(rule: &NftRule) -> bool {
     rule.userdata.as_deref() == Some(comment_udata(COMMENT).as_slice())
 }
 
-fn place() -> String {
+fn place_name() -> String {
     format!("inet {TABLE}")
 }
 
@@ -145,59 +180,52 @@ fn same_set(have: &NftSet, want: &NftSet) -> bool {
     (have.flags, have.key_type, have.key_len, &have.fields) == (want.flags, want.key_type, want.key_len, &want.fields)
 }
 
-/// Our rules as nft syntax: the planned line for a rule that is as planned.
-fn lines(state: &TableState, plan: &TablePlan) -> Vec<Option<String>> {
-    state
-        .rules()
-        .filter(|(_, r)| is_ours(r))
-        .map(|(chain, r)| {
-            let planned = plan.chains.iter().filter(|c| c.name == chain).flat_map(|c| &c.rules);
-            planned.into_iter().find(|p| p.matches(r)).map(|p| p.text.clone())
-        })
-        .collect()
+/// Every rule of ours in the table, in nft syntax: what the kernel holds, as it holds it.
+fn lines(state: &TableState) -> Vec<String> {
+    state.rules().filter(|(_, r)| is_ours(r)).map(|(_, r)| text::rule(r)).collect()
 }
 
-/// Adds to `batch` what makes our table hold `policy`: nothing when it already does.
-pub fn sync(batch: &mut BatchBuilder, state: &TableState, policy: &Policy) -> Result<Step, NlError> {
-    let plan = layout::plan(policy);
-    let mut step =
-        Step { place: place(), change: Change::Unchanged, added: Vec::new(), removed: Vec::new(), warning: None };
-    if state.exists && differences(state, &plan).is_empty() {
+/// Refuses a table by our name that we did not make.
+fn must_be_ours(state: &TableState) -> Result<(), BackendError> {
+    if state.exists && !state.ours() {
+        return Err(BackendError::NotOurs {
+            what: place_name(),
+            hint:
+                "rename or delete it (nft delete table inet egress_guard) if it is yours, or use --target docker-user",
+        });
+    }
+    Ok(())
+}
+
+/// Adds to `batch` what makes our table hold `plan`: nothing when it already does.
+pub fn sync(batch: &mut BatchBuilder, state: &TableState, plan: &TablePlan) -> Result<Step, BackendError> {
+    must_be_ours(state)?;
+    let mut step = Step::unchanged(place_name());
+    if state.exists && differences(state, plan).is_empty() {
         return Ok(step);
     }
     if state.exists {
         delete_table(batch)?;
     }
-    write_table(batch, &plan)?;
+    write_table(batch, plan)?;
     step.change = Change::Written;
     let texts =
         plan.sets.iter().map(|s| &s.text).chain(plan.chains.iter().flat_map(|c| c.rules.iter().map(|r| &r.text)));
     step.added = texts.map(|t| RuleText { iptables: None, nft: t.clone() }).collect();
-    step.removed = removed_lines(state, &plan);
+    step.removed = lines(state);
     Ok(step)
 }
 
 /// Adds to `batch` the deletion of our table, if it exists.
-pub fn remove(batch: &mut BatchBuilder, state: &TableState) -> Result<Step, NlError> {
-    let mut step =
-        Step { place: place(), change: Change::Unchanged, added: Vec::new(), removed: Vec::new(), warning: None };
+pub fn remove(batch: &mut BatchBuilder, state: &TableState) -> Result<Step, BackendError> {
+    must_be_ours(state)?;
+    let mut step = Step::unchanged(place_name());
     if state.exists {
         delete_table(batch)?;
         step.change = Change::Written;
-        step.removed = removed_lines(state, &TablePlan { sets: Vec::new(), chains: Vec::new() });
+        step.removed = lines(state);
     }
     Ok(step)
-}
-
-/// What goes away: each rule of ours as nft syntax when it is one `plan` knows, else named by
-/// its chain.
-fn removed_lines(state: &TableState, plan: &TablePlan) -> Vec<String> {
-    let ours = state.rules().filter(|(_, r)| is_ours(r)).map(|(chain, _)| chain);
-    ours.zip(lines(state, plan))
-        .map(|(chain, line)| {
-            line.unwrap_or_else(|| format!("(a rule of ours in chain {chain}, from an earlier policy)"))
-        })
-        .collect()
 }
 
 fn rustables_table() -> Table {
@@ -207,7 +235,7 @@ fn rustables_table() -> Table {
 fn delete_table(batch: &mut BatchBuilder) -> Result<(), NlError> {
     let mut rb = rustables::Batch::new();
     rb.add(&rustables_table(), MsgType::Del);
-    rustables_bridge::splice(batch, &rb.finalize(), &place())
+    rustables_bridge::splice(batch, &rb.finalize(), &place_name())
 }
 
 /// The whole table, in dependency order: table, chains, sets, elements, rules.
@@ -216,7 +244,7 @@ fn write_table(batch: &mut BatchBuilder, plan: &TablePlan) -> Result<(), NlError
     // The comment as table userdata: kernels without NFTA_TABLE_USERDATA ignore it.
     let table = rustables_table().with_userdata(comment_udata(COMMENT));
     rb.add(&table, MsgType::Add);
-    rustables_bridge::splice(batch, &rb.finalize(), &place())?;
+    rustables_bridge::splice(batch, &rb.finalize(), &place_name())?;
     for chain in &plan.chains {
         let hook = match chain.hook {
             NF_INET_LOCAL_IN => HookClass::In,
@@ -229,7 +257,7 @@ fn write_table(batch: &mut BatchBuilder, plan: &TablePlan) -> Result<(), NlError
             .with_policy(ChainPolicy::Accept);
         let mut rb = rustables::Batch::new();
         rb.add(&base, MsgType::Add);
-        rustables_bridge::splice(batch, &rb.finalize(), &format!("{} {}", place(), chain.name))?;
+        rustables_bridge::splice(batch, &rb.finalize(), &format!("{} {}", place_name(), chain.name))?;
     }
     for (id, s) in (1..).zip(&plan.sets) {
         let what = format!("inet {TABLE} set {}", s.set.name);
@@ -241,40 +269,66 @@ fn write_table(batch: &mut BatchBuilder, plan: &TablePlan) -> Result<(), NlError
     for chain in &plan.chains {
         for r in &chain.rules {
             let rule = r.to_rule(chain.name);
-            batch.push(format!("NEWRULE {} {}", place(), chain.name), |seq| rule.new_msg(seq, Position::End));
+            batch.push(format!("NEWRULE {} {}", place_name(), chain.name), |seq| rule.new_msg(seq, Position::End));
         }
     }
     Ok(())
 }
 
-/// Compares our table with `policy`.
-pub fn judge(state: &TableState, policy: &Policy) -> PlaceStatus {
-    let plan = layout::plan(policy);
-    let ours: Vec<OurRule> = state
+/// Compares our table with `plan`.
+pub fn judge(state: &TableState, plan: &TablePlan, families: &[Family]) -> PlaceReport {
+    let rules: Vec<RuleReport> = state
         .rules()
         .filter(|(_, r)| is_ours(r))
-        .zip(lines(state, &plan))
-        .map(|((_, r), line)| OurRule { line, packets: r.packets() })
+        .map(|(_, r)| RuleReport { rule: text::rule(r), packets: r.packets() })
         .collect();
-    let diffs = differences(state, &plan);
+    let diffs = differences(state, plan);
     let (verdict, reason) = if !state.exists {
         (Verdict::Absent, Some("the table does not exist".to_string()))
-    } else if ours.is_empty() {
+    } else if !state.ours() {
+        (Verdict::Absent, Some("a table by our name that egress-guard did not make".to_string()))
+    } else if rules.is_empty() {
         (Verdict::Absent, Some("no egress-guard rules".to_string()))
     } else if !diffs.is_empty() {
         (Verdict::Drifted, Some(diffs.join("; ")))
     } else {
         (Verdict::InPlace, None)
     };
-    PlaceStatus {
-        place: place(),
+    PlaceReport {
+        place: place_name(),
+        backend: "table",
+        families: families.to_vec(),
         exists: state.exists,
         // A base chain sees every packet of its hook once it exists.
         reached: state.chain(FORWARD).is_some_and(|(def, _)| def.hook.is_some()),
-        foreign: state.rules().filter(|(_, r)| !is_ours(r)).count(),
-        ours,
+        required: true,
         verdict,
         reason,
+        foreign_rules: state.rules().filter(|(_, r)| !is_ours(r)).count(),
+        rules,
+        bypass: Vec::new(),
+    }
+}
+
+impl Backend for OwnTable {
+    fn describe(&self) -> String {
+        let f: Vec<&str> = self.families.iter().map(|f| f.nft_name()).collect();
+        format!("table ({})", f.join(", "))
+    }
+
+    fn sync(&self, nl: &mut Netlink, batch: &mut BatchBuilder, policy: &Policy) -> Result<Vec<Step>, BackendError> {
+        let state = TableState::read(nl)?;
+        Ok(vec![sync(batch, &state, &plan(policy, &self.families))?])
+    }
+
+    fn remove(&self, nl: &mut Netlink, batch: &mut BatchBuilder) -> Result<Vec<Step>, BackendError> {
+        let state = TableState::read(nl)?;
+        Ok(vec![remove(batch, &state)?])
+    }
+
+    fn judge(&self, nl: &mut Netlink, policy: &Policy) -> Result<Vec<PlaceReport>, BackendError> {
+        let state = TableState::read(nl)?;
+        Ok(vec![judge(&state, &plan(policy, &self.families), &self.families)])
     }
 }
 

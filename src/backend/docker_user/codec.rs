@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::{Action, AddrMatch, Family, IfaceMatch, IptRule, Limit, Proto, RejectWith};
+use super::ipt::{Action, AddrMatch, Family, IfaceMatch, IptRule, Limit, Proto, RejectWith};
 use crate::nft::expr::Expr;
 use crate::nft::rule::Compat;
 use crate::nft::sys::*;

@@ -4,14 +4,21 @@
 use super::*;
 use crate::nft::expr::Expr;
 use crate::nft::msg::parse;
-use crate::policy::PolicySpec;
+use crate::policy::testing::spec;
+use crate::policy::{parse_allow, Refusal, Sourced};
 
-fn policy(spec: PolicySpec) -> Policy {
-    spec.resolve().unwrap()
+/// The plan with the forward chain guarding both families, as `--target table` writes it.
+fn plan(p: &Policy) -> TablePlan {
+    super::plan(p, &Family::ALL)
 }
 
-fn words(list: &[&str]) -> Option<Vec<String>> {
-    Some(list.iter().map(|s| s.to_string()).collect())
+/// Our table holding `plan` (what sync and judge compare with), both families guarded.
+fn sync(batch: &mut BatchBuilder, state: &TableState, p: &Policy) -> Result<Step, BackendError> {
+    super::sync(batch, state, &plan(p))
+}
+
+fn judge(state: &TableState, p: &Policy) -> PlaceReport {
+    super::judge(state, &plan(p), &Family::ALL)
 }
 
 fn texts<'a>(plan: &'a TablePlan, chain: &str) -> Vec<&'a str> {
@@ -40,14 +47,13 @@ fn default_plan_is_the_design_rules() {
 
 #[test]
 fn allow_log_tcp_reset_and_block_host() {
-    let p = policy(PolicySpec {
-        ifaces: words(&["docker0"]),
-        allow: words(&["198.51.100.53:53/udp", "[2001:db8::53]:53/udp", "10.0.0.0/8", "10.1.0.0/16"]),
-        reject_with: Some("tcp-reset".into()),
-        nflog_group: Some("5".into()),
-        block_host: Some(true),
-        ..PolicySpec::default()
-    });
+    let p = spec()
+        .iface(&["docker0"])
+        .allow(&["198.51.100.53:53/udp", "[2001:db8::53]:53/udp", "10.0.0.0/8", "10.1.0.0/16"])
+        .refusal(Refusal::TcpReset)
+        .nflog(5)
+        .block_host()
+        .policy();
     let plan = plan(&p);
     let head = "add rule inet egress_guard forward iifname \"docker0\" oifname != \"docker0\"";
     let new = "ct state & (established | related) == 0";
@@ -89,11 +95,7 @@ fn allow_log_tcp_reset_and_block_host() {
 
 #[test]
 fn subnet_only_policy_lets_multicast_through_and_guards_one_family() {
-    let p = policy(PolicySpec {
-        subnets: words(&["172.17.0.0/16"]),
-        reject_with: Some("drop".into()),
-        ..PolicySpec::default()
-    });
+    let p = spec().subnet(&["172.17.0.0/16"]).refusal(Refusal::Drop).policy();
     let plan = plan(&p);
     let head = "add rule inet egress_guard forward ip saddr @subnets4 ip saddr . ip daddr != @same_subnet4";
     assert_eq!(
@@ -107,8 +109,7 @@ fn subnet_only_policy_lets_multicast_through_and_guards_one_family() {
 
 #[test]
 fn a_bridge_with_subnets_of_one_family_guards_the_other_family_whole() {
-    let p =
-        policy(PolicySpec { ifaces: words(&["docker0"]), subnets: words(&["172.17.0.0/16"]), ..PolicySpec::default() });
+    let p = spec().iface(&["docker0"]).subnet(&["172.17.0.0/16"]).policy();
     let planned = plan(&p);
     let rules = texts(&planned, FORWARD);
     assert_eq!(rules.len(), 2);
@@ -120,7 +121,7 @@ fn a_bridge_with_subnets_of_one_family_guards_the_other_family_whole() {
 
 #[test]
 fn nested_subnets_pair_each_source_with_its_innermost_subnet() {
-    let p = policy(PolicySpec { subnets: words(&["10.0.0.0/8", "10.1.0.0/16"]), ..PolicySpec::default() });
+    let p = spec().subnet(&["10.0.0.0/8", "10.1.0.0/16"]).policy();
     let plan = plan(&p);
     assert_eq!(
         set(&plan, "same_subnet4").text,
@@ -157,17 +158,8 @@ fn nft_rules() -> Vec<NftRule> {
 fn rules_are_the_expressions_nft_writes() {
     let nft = nft_rules();
     let default = plan(&Policy::default());
-    let subnets = plan(&policy(PolicySpec {
-        ifaces: words(&["docker0"]),
-        subnets: words(&["172.17.0.0/16"]),
-        reject_with: Some("drop".into()),
-        ..PolicySpec::default()
-    }));
-    let ports = plan(&policy(PolicySpec {
-        ifaces: words(&["docker0"]),
-        allow: words(&["[2001:db8::53]:53/udp"]),
-        ..PolicySpec::default()
-    }));
+    let subnets = plan(&spec().iface(&["docker0"]).subnet(&["172.17.0.0/16"]).refusal(Refusal::Drop).policy());
+    let ports = plan(&spec().iface(&["docker0"]).allow(&["[2001:db8::53]:53/udp"]).policy());
     let ours = [&default.chains[0].rules[1], &subnets.chains[0].rules[0], &ports.chains[0].rules[0]];
     assert_eq!(nft.len(), ours.len());
     for (theirs, ours) in nft.iter().zip(ours) {
@@ -213,17 +205,21 @@ fn kernel_state(plan: &TablePlan) -> TableState {
             (s.set.clone(), elems)
         })
         .collect();
-    TableState { exists: true, chains: plan.chains.iter().map(chain).collect(), sets }
+    TableState {
+        exists: true,
+        userdata: Some(comment_udata(COMMENT)),
+        chains: plan.chains.iter().map(chain).collect(),
+        sets,
+    }
 }
 
 fn rich() -> Policy {
-    policy(PolicySpec {
-        allow: words(&["198.51.100.53:53/udp", "10.0.0.0/8"]),
-        subnets: words(&["172.17.0.0/16", "fd00:17::/64"]),
-        log: Some(None),
-        block_host: Some(true),
-        ..PolicySpec::default()
-    })
+    spec()
+        .allow(&["198.51.100.53:53/udp", "10.0.0.0/8"])
+        .subnet(&["172.17.0.0/16", "fd00:17::/64"])
+        .log(None)
+        .block_host()
+        .policy()
 }
 
 fn described(batch: BatchBuilder) -> Vec<String> {
@@ -240,8 +236,8 @@ fn what_the_kernel_holds_as_planned_is_in_place_and_sends_nothing() {
     assert_eq!(step.change, Change::Unchanged);
     assert!(batch.is_empty());
     let status = judge(&state, &p);
-    assert_eq!((status.verdict, status.reached, status.foreign), (Verdict::InPlace, true, 0));
-    assert!(status.ours.iter().all(|r| r.line.is_some() && r.packets == 3));
+    assert_eq!((status.verdict, status.reached, status.foreign_rules), (Verdict::InPlace, true, 0));
+    assert!(status.rules.iter().all(|r| r.rule.starts_with("add rule inet egress_guard ") && r.packets == 3));
 }
 
 #[test]
@@ -269,7 +265,7 @@ fn drift_is_named() {
         ]
     );
     let status = judge(&state, &p);
-    assert_eq!((status.verdict, status.foreign), (Verdict::Drifted, 1));
+    assert_eq!((status.verdict, status.foreign_rules), (Verdict::Drifted, 1));
     assert!(status.reason.unwrap().starts_with("chain forward holds"));
     // Without --block-host the input chain is extra.
     let plain = Policy { block_host: false, ..p };
@@ -324,8 +320,9 @@ fn a_missing_table_is_created_and_remove_deletes_only_the_table() {
 
 #[test]
 fn ten_thousand_destinations_are_one_batch() {
-    let allow: Vec<String> = (0..10_000u32).map(|i| format!("10.{}.{}.1", i / 250, i % 250)).collect();
-    let p = policy(PolicySpec { allow: Some(allow), ..PolicySpec::default() });
+    let allow = (0..10_000u32)
+        .map(|i| Sourced::flag("--allow", parse_allow(&format!("10.{}.{}.1", i / 250, i % 250)).unwrap()));
+    let p = crate::policy::PolicySpec { allow: Some(allow.collect()), ..Default::default() }.resolve().unwrap();
     let planned = plan(&p);
     assert_eq!(set(&planned, "allow4").elems.len(), 20_000);
     let mut batch = BatchBuilder::new(1, 1);

@@ -2,47 +2,11 @@
 //! printed the way `iptables -S` prints it. `codec` turns it into the nf_tables expressions
 //! iptables-nft would write, and back.
 
-pub mod codec;
-mod nft_text;
-
 use ipnet::IpNet;
 use std::fmt::Write;
 
+pub use crate::net::{Family, Limit, Proto};
 use crate::nft::xt::Conntrack;
-
-/// Address family of a rule: `iptables` or `ip6tables`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
-
-    pub fn nfproto(self) -> u8 {
-        match self {
-            Family::V4 => crate::nft::sys::NFPROTO_IPV4,
-            Family::V6 => crate::nft::sys::NFPROTO_IPV6,
-        }
-    }
-
-    /// The nft family keyword, also used in messages ("ip filter DOCKER-USER").
-    pub fn nft_name(self) -> &'static str {
-        match self {
-            Family::V4 => "ip",
-            Family::V6 => "ip6",
-        }
-    }
-
-    /// The command an admin would type for this family.
-    pub fn iptables(self) -> &'static str {
-        match self {
-            Family::V4 => "iptables",
-            Family::V6 => "ip6tables",
-        }
-    }
-}
 
 /// `-i NAME` / `! -o NAME`; a trailing `+` is iptables' prefix wildcard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,51 +22,7 @@ pub struct AddrMatch {
     pub negate: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
-impl Proto {
-    pub fn number(self) -> u8 {
-        match self {
-            Proto::Tcp => 6,
-            Proto::Udp => 17,
-        }
-    }
-
-    pub fn from_number(n: u8) -> Option<Proto> {
-        match n {
-            6 => Some(Proto::Tcp),
-            17 => Some(Proto::Udp),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-}
-
-/// `-m limit --limit RATE/UNIT --limit-burst BURST` (packets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit {
-    pub rate: u64,
-    /// Seconds per unit: 1, 60, 3600 or 86400.
-    pub unit: u64,
-    pub burst: u32,
-}
-
-impl Limit {
-    /// `XT_LIMIT_BURST`: what `--limit-burst` defaults to, and iptables then does not print.
-    pub const DEFAULT_BURST: u32 = 5;
-}
-
-/// The `--reject-with` choices we offer, named for what the client sees.
+/// The `-j REJECT --reject-with` answers we write, named for what the client sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectWith {
     PortUnreachable,

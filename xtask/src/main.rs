@@ -5,6 +5,7 @@ mod child;
 mod dist;
 mod netns;
 mod prereq;
+mod tidy;
 
 use std::env;
 use std::io::{BufRead, BufReader};

@@ -6,6 +6,7 @@
 //! `netns` and `cmd`. Nothing below `apply` opens a socket or reads the environment.
 
 pub mod apply;
+pub mod audit;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -365,4 +365,4 @@ fn attrs<'a>(msg: &Reply<'a>) -> Attrs<'a> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -13,6 +13,7 @@ const CONFIG_ULOGD: &str = include_str!("../testdata/nflog-config-ulogd.hex");
 const FORWARD_TCPDUMP: &str = include_str!("../testdata/nflog-forward-tcpdump.hex");
 const FORWARD_ULOGD: &str = include_str!("../testdata/nflog-forward-ulogd.hex");
 const OUTPUT_ULOGD: &str = include_str!("../testdata/nflog-output-ulogd.hex");
+const FORWARD_BRIDGE: &str = include_str!("../testdata/nflog-forward-bridge.hex");
 
 /// The datagrams of a capture file: each starts at a `## title` line; `#` starts a comment.
 pub(crate) fn datagrams(text: &str) -> Vec<(String, Vec<u8>)> {
@@ -165,9 +166,18 @@ fn output_packets_carry_owner_and_mark_but_no_timestamp() {
 }
 
 #[test]
+fn a_bridge_port_is_the_physical_in_device() {
+    let both = packets(&titled(FORWARD_BRIDGE, "kernel")[0]);
+    assert_eq!(both.len(), 2);
+    for p in both {
+        assert_eq!((p.indev, p.physindev, p.outdev, p.physoutdev), (Some(4), Some(2), Some(3), None));
+    }
+}
+
+#[test]
 fn every_captured_packet_re_encodes_to_the_kernels_bytes() {
     let mut checked = 0;
-    for text in [FORWARD_TCPDUMP, FORWARD_ULOGD, OUTPUT_ULOGD] {
+    for text in [FORWARD_TCPDUMP, FORWARD_ULOGD, OUTPUT_ULOGD, FORWARD_BRIDGE] {
         for (_, datagram) in datagrams(text) {
             let mut offset = 0;
             for msg in parse(&datagram).unwrap() {
@@ -180,7 +190,7 @@ fn every_captured_packet_re_encodes_to_the_kernels_bytes() {
             }
         }
     }
-    assert_eq!(checked, 3 + 3 + 6 + 2);
+    assert_eq!(checked, 3 + 3 + 6 + 2 + 2);
 }
 
 /// A packet message with attributes `fill` writes (after a valid PACKET_HDR when `header`).

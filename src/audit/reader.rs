@@ -31,7 +31,8 @@ pub struct Options {
     /// TCP header with options; we never need the data.
     pub copy_range: u32,
     /// Receive buffer: what the kernel may queue for us while we are busy. Set with
-    /// SO_RCVBUFFORCE (root may exceed `net.core.rmem_max`), else SO_RCVBUF.
+    /// SO_RCVBUFFORCE (root may exceed `net.core.rmem_max`), else SO_RCVBUF; the kernel
+    /// doubles it. The default 4 MiB holds roughly 30,000 messages batched 64 to a 16 KiB datagram.
     pub rcvbuf: usize,
     /// Kernel-side batching: up to `qthresh` messages, or `nlbufsiz` bytes, in one datagram,
     /// sent after `flush_timeout` at the latest. Fewer, fuller datagrams keep up with floods;
@@ -278,10 +279,11 @@ pub fn interface_name(index: u32) -> Option<String> {
     nix::net::if_::if_indextoname(index).ok()?.into_string().ok()
 }
 
-/// Whether this process has CAP_NET_ADMIN: it tells "someone else holds the group" from "we
-/// may not", which the kernel both answers with EPERM.
+/// Whether this thread has CAP_NET_ADMIN (the socket it opened carries its credentials): it
+/// tells "someone else holds the group" from "we may not", which the kernel both answers
+/// with EPERM.
 fn has_cap_net_admin() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| cap_net_admin_in(&status))
+    std::fs::read_to_string("/proc/thread-self/status").is_ok_and(|status| cap_net_admin_in(&status))
 }
 
 fn cap_net_admin_in(status: &str) -> bool {

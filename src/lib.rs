@@ -6,6 +6,7 @@
 //! backend's rendering, diff and judgement) → `nft` encoders (messages). The I/O shell is
 //! `nft::socket`, `netns`, `transact` and `cmd`. policy, rules and the encoders do no I/O.
 
+pub mod audit;
 pub mod backend;
 pub mod cli;
 pub mod cmd;

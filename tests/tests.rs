@@ -3,6 +3,7 @@
 mod harness;
 
 mod atomic_switch;
+mod audit_log;
 mod bad_input;
 mod baseline;
 mod concurrency;

@@ -7,6 +7,7 @@ pub mod chain;
 pub mod expr;
 pub mod monitor;
 pub mod msg;
+pub mod nflog;
 pub mod rule;
 pub mod rustables_bridge;
 pub mod set;

@@ -194,9 +194,22 @@ pub fn bench() -> TaskResult {
     }
     print_table(&rows);
     print_aims(&rows);
-    if rows.iter().any(|(_, result)| result.is_err()) {
-        return Err(Some("some measurements failed (see the table)".to_owned()));
+    let audit = nflog();
+    if let Err(e) = &audit {
+        println!("\nnflog reader: failed: {e}");
     }
+    if rows.iter().any(|(_, result)| result.is_err()) || audit.is_err() {
+        return Err(Some("some measurements failed (see above)".to_owned()));
+    }
+    Ok(())
+}
+
+/// The audit trail's NFLOG reader, in a namespace of its own: time to decode a message, and
+/// the loopback flood it keeps up with (examples/nflog_bench.rs prints its own lines).
+fn nflog() -> Result<(), String> {
+    let example = crate::dist::build_example("nflog_bench").map_err(|e| e.unwrap_or_else(|| "build failed".into()))?;
+    let netns = Netns::create("eg-bench-nflog")?;
+    print!("\n{}", netns.exec(&[&example.to_string_lossy()])?);
     Ok(())
 }
 

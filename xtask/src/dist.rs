@@ -35,18 +35,29 @@ pub fn dist() -> TaskResult {
 /// `--target` is explicit so that `+crt-static` reaches only the target's artifacts: build
 /// scripts and proc macros stay dynamic (rustables runs bindgen, which dlopens libclang).
 pub fn build() -> Result<PathBuf, Option<String>> {
-    let triple = host_triple().map_err(Some)?;
-    let mut rustflags = env::var("RUSTFLAGS").unwrap_or_default();
-    rustflags.push_str(" -C target-feature=+crt-static");
-    let mut command = cargo(&["build", "--release", "--package", "egress-guard"]);
-    command.args(["--target", &triple]).env("RUSTFLAGS", rustflags.trim());
-    run(command)?;
-    let built = target_dir().join(&triple).join("release/egress-guard");
+    let built = static_release(&[])?.join("egress-guard");
     let dist = target_dir().join("dist");
     fs::create_dir_all(&dist).map_err(|e| Some(format!("create {}: {e}", dist.display())))?;
     let copy = dist.join("egress-guard");
     fs::copy(&built, &copy).map_err(|e| Some(format!("copy {} to {}: {e}", built.display(), copy.display())))?;
     Ok(copy)
+}
+
+/// An example built like the dist binary (so it reuses that build), e.g. the bench's
+/// `nflog_bench`; its path.
+pub fn build_example(name: &str) -> Result<PathBuf, Option<String>> {
+    Ok(static_release(&["--example", name])?.join("examples").join(name))
+}
+
+/// `cargo build --release` of egress-guard with `args`, static; the directory it wrote.
+fn static_release(args: &[&str]) -> Result<PathBuf, Option<String>> {
+    let triple = host_triple().map_err(Some)?;
+    let mut rustflags = env::var("RUSTFLAGS").unwrap_or_default();
+    rustflags.push_str(" -C target-feature=+crt-static");
+    let mut command = cargo(&["build", "--release", "--package", "egress-guard"]);
+    command.args(args).args(["--target", &triple]).env("RUSTFLAGS", rustflags.trim());
+    run(command)?;
+    Ok(target_dir().join(&triple).join("release"))
 }
 
 /// `host:` from `rustc -vV`, e.g. `x86_64-unknown-linux-gnu`.

@@ -9,6 +9,7 @@ pub mod apply;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod docker;
 pub mod error;
 pub mod ipt;
 pub mod netns;

@@ -6,6 +6,7 @@ mod atomic_switch;
 mod bad_input;
 mod baseline;
 mod concurrency;
+mod docker_follow;
 mod guard_traffic;
 mod iptables_compat;
 mod policy_options;

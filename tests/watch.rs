@@ -1,35 +1,11 @@
 //! `watch` heals: after an `iptables -F DOCKER-USER`, a rule deleted by hand or a table deleted
 //! with `nft`, the guard is back within moments, foreign rules are kept, and traffic proves it.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use egress_guard::nft::socket::Netlink;
 
 use crate::harness::{self, *};
-
-/// A running `egress-guard watch`, killed when dropped (also when the test fails).
-struct Watch(Child);
-
-impl Watch {
-    fn start(ns: &Netns, args: &[&str]) -> Watch {
-        let child = Command::new(env!("CARGO_BIN_EXE_egress-guard"))
-            .arg("watch")
-            .args(args)
-            .args(["--netns", ns.name()])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start watch");
-        Watch(child)
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Polls `done` every 10 ms for up to 3 s; returns how long it took.
 fn within(what: &str, mut done: impl FnMut() -> bool) -> Duration {

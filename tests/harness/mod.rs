@@ -57,4 +57,4 @@ pub use netns::Netns;
 pub use probe::{Closed, Outcome, Probe, Proto, DEFAULT_TIMEOUT};
 pub use skip::kernel_tests_enabled;
 pub(crate) use skip::require_kernel;
-pub use tool::{docker_user_namespace, dry_run_lines, egress_guard, egress_guard_ok};
+pub use tool::{docker_user_namespace, dry_run_lines, egress_guard, egress_guard_ok, Watch};

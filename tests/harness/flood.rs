@@ -24,8 +24,9 @@ pub struct Flood {
     pub attempt_timeout: Duration,
 }
 
-/// What a flood saw. `through` counts attempts that completed the exchange.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What a flood saw. `through` counts attempts that completed the exchange; `through_at` says
+/// when each of them started (from the flood's start), to tell which moment of a change leaked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FloodReport {
     pub attempts: u32,
     pub through: u32,
@@ -34,6 +35,7 @@ pub struct FloodReport {
     pub timeout: u32,
     pub other: u32,
     pub elapsed: Duration,
+    pub through_at: Vec<Duration>,
 }
 
 /// A flood in progress; [`FloodRun::wait`] returns its report.
@@ -72,15 +74,17 @@ impl Flood {
         for i in 0..total {
             sleep_until(start + interval * i);
             let report = Arc::clone(&report);
-            let attempt =
-                std::thread::Builder::new().stack_size(64 * 1024).spawn(move || tally(&report, probe.run_here()));
+            let attempt = std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || tally(&report, start.elapsed(), probe.run_here()));
             attempts.push(attempt.expect("spawn a flood attempt"));
         }
         for attempt in attempts {
             let _ = attempt.join();
         }
-        let mut report = *report.lock().expect("flood report");
+        let mut report = report.lock().expect("flood report").clone();
         report.elapsed = start.elapsed();
+        report.through_at.sort();
         report
     }
 }
@@ -91,11 +95,14 @@ impl FloodRun {
     }
 }
 
-fn tally(report: &Mutex<FloodReport>, outcome: Outcome) {
+fn tally(report: &Mutex<FloodReport>, began: Duration, outcome: Outcome) {
     let mut report = report.lock().expect("flood report");
     report.attempts += 1;
     match outcome {
-        Outcome::Open => report.through += 1,
+        Outcome::Open => {
+            report.through += 1;
+            report.through_at.push(began);
+        }
         Outcome::Closed(Closed::Refused) => report.refused += 1,
         Outcome::Closed(Closed::Unreachable) => report.unreachable += 1,
         Outcome::Closed(Closed::Timeout) => report.timeout += 1,

@@ -57,6 +57,21 @@ impl Netns {
         ns
     }
 
+    /// Names the network namespace of process `pid` (say, a container's init) as
+    /// `eg-<pid>-<n>-<role>`, so probes, servers and floods can run in it like in any other.
+    /// Drop removes only the name: the namespace lives on as long as its processes do.
+    pub fn attach(role: &str, pid: u32) -> Netns {
+        sweep_stale_once();
+        let name = format!("{PREFIX}{}-{}-{role}", std::process::id(), next_group());
+        {
+            let _serial = CREATE_LOCK.lock().unwrap_or_else(|poison| poison.into_inner());
+            run_checked(Command::new("ip").args(["netns", "attach", &name, &pid.to_string()]));
+        }
+        let ns = Netns { name, role: role.to_owned() };
+        ns.prepare();
+        ns
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

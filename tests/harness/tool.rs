@@ -1,7 +1,7 @@
 //! Running the binary under test against a namespace, and the smallest fixture it works on: a
 //! bare namespace holding DOCKER-USER and the FORWARD jump, as `iptables` on a Docker host has.
 
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use super::netns::Netns;
 
@@ -21,6 +21,46 @@ pub fn egress_guard_ok(ns: &Netns, args: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "egress-guard {args:?} failed: {stderr}");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running `egress-guard watch ARGS… --netns NS`, killed when dropped (also when the test
+/// fails).
+pub struct Watch(Child);
+
+impl Watch {
+    /// Its stdout is discarded; its stderr goes to the test's.
+    pub fn start(ns: &Netns, args: &[&str]) -> Watch {
+        Watch::spawn(ns, args, Stdio::null(), Stdio::inherit())
+    }
+
+    /// Both its stdout and stderr are piped, for the caller to take from [`Watch::child`].
+    pub fn start_piped(ns: &Netns, args: &[&str]) -> Watch {
+        Watch::spawn(ns, args, Stdio::piped(), Stdio::piped())
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.0
+    }
+
+    fn spawn(ns: &Netns, args: &[&str], stdout: Stdio, stderr: Stdio) -> Watch {
+        let child = Command::new(env!("CARGO_BIN_EXE_egress-guard"))
+            .arg("watch")
+            .args(args)
+            .args(["--netns", ns.name()])
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("start watch");
+        Watch(child)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A fresh namespace with `iptables -N DOCKER-USER` and `-A FORWARD -j DOCKER-USER` in both
@@ -44,29 +84,6 @@ pub fn dry_run_lines<'a>(dry_run: &'a str, place: &str) -> Vec<&'a str> {
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.strip_prefix("  + "))
         .collect()
-}
-
-/// A running `egress-guard watch ARGS… --netns NS`, killed when dropped (also when the test fails).
-pub struct Watch(pub std::process::Child);
-
-impl Watch {
-    pub fn start(ns: &Netns, args: &[&str]) -> Watch {
-        let child = Command::new(env!("CARGO_BIN_EXE_egress-guard"))
-            .arg("watch")
-            .args(args)
-            .args(["--netns", ns.name()])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("start watch");
-        Watch(child)
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Polls `done` every 10 ms for up to 3 s; returns how long it took.

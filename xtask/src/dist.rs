@@ -78,7 +78,7 @@ pub fn target_dir() -> PathBuf {
 
 /// Reads the program headers: a static binary has no PT_INTERP, and its PT_DYNAMIC (a
 /// static-pie keeps one to relocate itself) names no DT_NEEDED library.
-fn check_static(path: &Path) -> Result<(), String> {
+pub fn check_static(path: &Path) -> Result<(), String> {
     let elf = fs::read(path).map_err(|e| e.to_string())?;
     // Only 64-bit little-endian ELF (x86_64, aarch64) is read; anything else is said, not guessed.
     if elf.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {

@@ -15,7 +15,8 @@ use std::process::{Command, ExitCode, Stdio};
 /// Every task with a one-line description, in the order `cargo xtask` lists them.
 const TASKS: &[(&str, &str)] = &[
     ("test", "check prerequisites, then run every test, kernel tests included (needs root)"),
-    ("ci", "exactly what CI runs: format and lint checks if installed, build, test, dist"),
+    ("e2e", "the suite against a real dockerd in a namespace of its own (root; skips only without dockerd)"),
+    ("ci", "exactly what CI runs: format and lint checks if installed, build, test, e2e, dist"),
     ("bench", "time apply/check next to `nft -f` and the iptables recipe, in fresh namespaces (root)"),
     ("dist", "static release binary in target/dist, checked: no shared libraries, runs from an empty chroot"),
 ];
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
     };
     let result = match task {
         "test" => test(rest),
+        "e2e" => e2e(rest),
         "ci" => ci(),
         "bench" => bench::bench(),
         "dist" => dist::dist(),
@@ -56,7 +58,9 @@ fn print_tasks() {
     for (name, about) in TASKS {
         println!("  {name:<6} {about}");
     }
-    println!("\n`cargo xtask test ARGS` passes ARGS to `cargo test` (e.g. a test name filter).");
+    println!(
+        "\n`cargo xtask test ARGS` and `cargo xtask e2e ARGS` pass ARGS to `cargo test` (e.g. a test name filter)."
+    );
 }
 
 /// Every test of the workspace with kernel tests forced on: one that cannot run fails instead
@@ -67,12 +71,37 @@ fn test(args: &[String]) -> TaskResult {
     Ok(())
 }
 
-/// Runs `cargo test`, echoing its output, and adds up its "test result" lines: cargo prints one
-/// per test binary, and a reader (or CI) wants one closing line for the whole run.
 fn run_tests(args: &[String]) -> Result<Totals, Option<String>> {
     prereq::check_for("test").map_err(Some)?;
     let mut command = cargo(&["test", "--workspace"]);
-    command.args(args).env("EG_KERNEL_TESTS", "1").stdout(Stdio::piped());
+    command.args(args);
+    run_counted(command)
+}
+
+/// The end-to-end suite against a real dockerd: everything `test` needs and a little more. It
+/// skips (one line) only where there is no dockerd binary at all; anywhere else a dockerd that
+/// cannot start fails it.
+fn e2e(args: &[String]) -> TaskResult {
+    let totals = run_e2e(args)?;
+    println!("{totals}");
+    Ok(())
+}
+
+fn run_e2e(args: &[String]) -> Result<Totals, Option<String>> {
+    if prereq::dockerd().is_none() {
+        println!("e2e: skipped, no `dockerd` binary on PATH (apt-get install -y docker.io to run it)");
+        return Ok(Totals::default());
+    }
+    prereq::check_for("e2e").map_err(Some)?;
+    let mut command = cargo(&["test", "--package", "egress-guard", "--test", "e2e"]);
+    command.args(args);
+    run_counted(command)
+}
+
+/// Runs a `cargo test` command, echoing its output, and adds up its "test result" lines: cargo
+/// prints one per test binary, and a reader (or CI) wants one closing line for the whole run.
+fn run_counted(mut command: Command) -> Result<Totals, Option<String>> {
+    command.env("EG_KERNEL_TESTS", "1").stdout(Stdio::piped());
     let mut child = command.spawn().map_err(|e| Some(format!("cannot run cargo test: {e}")))?;
     let mut totals = Totals::default();
     if let Some(out) = child.stdout.take() {
@@ -112,6 +141,11 @@ impl Totals {
         self.passed += count(" passed");
         self.failed += count(" failed");
     }
+
+    fn add_up(&mut self, other: Totals) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+    }
 }
 
 impl std::fmt::Display for Totals {
@@ -128,9 +162,13 @@ fn ci() -> TaskResult {
     }
     if prereq::cargo_has("clippy") {
         run(cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+        // `--all-targets` leaves out test targets marked `test = false`, as e2e is.
+        run(cargo(&["clippy", "--package", "egress-guard", "--test", "e2e", "--", "-D", "warnings"]))?;
     }
     run(cargo(&["build", "--workspace", "--all-targets"]))?;
-    let totals = run_tests(&[])?;
+    let mut totals = run_tests(&[])?;
+    // After the other tests: it is the slowest of them, and needs them to pass to mean much.
+    totals.add_up(run_e2e(&[])?);
     // Last: the release build is the slowest step and the tests say more when they fail.
     dist::dist()?;
     println!("{totals}");

@@ -14,18 +14,30 @@ const CAP_SYS_ADMIN: u32 = 21;
 const TOOLS: &[(&str, &str)] =
     &[("ip", "iproute2"), ("iptables", "iptables"), ("ip6tables", "iptables"), ("nft", "nftables")];
 
-/// Checks everything `cargo xtask test` needs (`bench` needs the same) and lists every missing
-/// piece with its fix; `task` is the task name the messages use.
+/// What the e2e suite runs besides dockerd itself (whose absence skips the suite instead):
+/// the docker CLI, nsenter to start dockerd in its namespace, tar and timeout.
+const E2E_TOOLS: &[(&str, &str)] =
+    &[("docker", "docker.io"), ("nsenter", "util-linux"), ("tar", "tar"), ("timeout", "coreutils")];
+
+/// The image of the e2e suite is this one binary, so it must need no libc.
+const BUSYBOX: &str = "/bin/busybox";
+
+/// Checks everything `cargo xtask test` needs (`bench` needs the same; `e2e` a little more) and
+/// lists every missing piece with its fix; `task` is the task name the messages use.
 pub fn check_for(task: &str) -> Result<(), String> {
     let mut missing = Vec::new();
     missing.extend(capabilities(task));
-    for (tool, package) in TOOLS {
+    let e2e = if task == "e2e" { E2E_TOOLS } else { &[] };
+    for (tool, package) in TOOLS.iter().chain(e2e) {
         if find_on_path(tool).is_none() {
             missing.push(format!("`{tool}` not found: apt-get install -y {package}"));
         }
     }
     missing.extend(iptables_backend());
     missing.extend(libclang());
+    if task == "e2e" {
+        missing.extend(static_busybox());
+    }
     if missing.is_empty() {
         return Ok(());
     }
@@ -119,6 +131,20 @@ fn has_libclang(dir: &Path) -> bool {
             name.strip_prefix("libclang-").is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
         (name.starts_with("libclang.so") || versioned) && name.contains(".so")
     })
+}
+
+/// `dockerd` on PATH: without it the e2e suite skips (it is the one thing it may lack).
+pub fn dockerd() -> Option<PathBuf> {
+    find_on_path("dockerd")
+}
+
+/// Debian's busybox-static puts a static /bin/busybox; the plain busybox package a dynamic one.
+fn static_busybox() -> Option<String> {
+    let fix = "apt-get install -y busybox-static";
+    if !Path::new(BUSYBOX).is_file() {
+        return Some(format!("{BUSYBOX} not found: {fix}"));
+    }
+    crate::dist::check_static(Path::new(BUSYBOX)).err().map(|why| format!("{BUSYBOX}: {why}: {fix}"))
 }
 
 fn find_on_path(program: &str) -> Option<PathBuf> {

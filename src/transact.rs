@@ -4,6 +4,7 @@
 //! backend's place or encoding.
 
 use crate::backend::detect::{self, Choice};
+use crate::backend::table::OwnTable;
 use crate::backend::{Backend, BackendError, Change, PlaceReport, Step, Target};
 use crate::error::Error;
 use crate::nft::msg::BatchBuilder;
@@ -96,12 +97,18 @@ fn jitter(bound: u64) -> u64 {
 }
 
 /// Puts `policy` in place at `target`, in one batch; takes ours out of places the target no
-/// longer uses in the same batch.
-pub fn apply(nl: &mut Netlink, policy: &Policy, target: Target, dry_run: bool) -> Result<Outcome, Error> {
+/// longer uses in the same batch. `extra` places (watch's shield) are written in that batch too.
+pub fn apply(
+    nl: &mut Netlink,
+    policy: &Policy,
+    target: Target,
+    dry_run: bool,
+    extra: &[Box<dyn Backend>],
+) -> Result<Outcome, Error> {
     let ((why, steps), committed) = transact(nl, dry_run, |nl, batch| {
         let choice = detect::choose(nl, target, policy)?;
         let mut steps = Vec::new();
-        for backend in &choice.backends {
+        for backend in choice.backends.iter().chain(extra) {
             steps.extend(backend.sync(nl, batch, policy)?);
         }
         steps.extend(clear(nl, batch, &choice.unused)?);
@@ -144,6 +151,8 @@ pub fn report(nl: &mut Netlink, policy: &Policy, target: Target) -> Result<Repor
         for backend in &backends {
             places.extend(backend.judge(nl, policy)?);
         }
+        // watch's shield, while a watch runs here.
+        places.extend(OwnTable::shield().judge(nl, policy)?.into_iter().filter(|p| p.exists));
         let mut leftovers = Vec::new();
         for backend in &unused {
             match backend.judge(nl, policy) {

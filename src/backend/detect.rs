@@ -56,9 +56,9 @@ pub fn choose(nl: &mut Netlink, target: Target, policy: &Policy) -> Result<Choic
         unused.push(Box::new(DockerUser { families: rest, in_use }));
     }
     if !table.is_empty() || policy.block_host {
-        backends.push(Box::new(OwnTable { families: table }));
+        backends.push(Box::new(OwnTable::guard(table)));
     } else {
-        unused.push(Box::new(OwnTable { families: Vec::new() }));
+        unused.push(Box::new(OwnTable::guard(Vec::new())));
     }
     Ok(Choice { target, backends, unused, why })
 }
@@ -67,7 +67,7 @@ pub fn choose(nl: &mut Netlink, target: Target, policy: &Policy) -> Result<Choic
 pub fn everywhere() -> Vec<Box<dyn Backend>> {
     vec![
         Box::new(DockerUser { families: Family::ALL.to_vec(), in_use: Vec::new() }),
-        Box::new(OwnTable { families: Family::ALL.to_vec() }),
+        Box::new(OwnTable::guard(Family::ALL.to_vec())),
     ]
 }
 
@@ -75,7 +75,7 @@ pub fn everywhere() -> Vec<Box<dyn Backend>> {
 pub fn places_of(target: Target) -> Vec<Box<dyn Backend>> {
     let docker_user =
         || -> Box<dyn Backend> { Box::new(DockerUser { families: Family::ALL.to_vec(), in_use: Vec::new() }) };
-    let table = || -> Box<dyn Backend> { Box::new(OwnTable { families: Family::ALL.to_vec() }) };
+    let table = || -> Box<dyn Backend> { Box::new(OwnTable::guard(Family::ALL.to_vec())) };
     match target {
         Target::Auto | Target::Both => vec![docker_user(), table()],
         Target::DockerUser => vec![docker_user()],

@@ -72,6 +72,9 @@ pub enum BackendError {
     /// A table, chain or set by our name that we did not make.
     #[error("{what} exists but was not made by egress-guard (no egress-guard comment): {hint}")]
     NotOurs { what: String, hint: &'static str },
+    /// Another process's netlink socket owns the table: another `watch` runs here.
+    #[error("{what} is held by another egress-guard watch (netlink port {port}, usually its pid): stop it first; one watch per network namespace")]
+    HeldByOther { what: String, port: u32 },
     #[error(transparent)]
     Netlink(#[from] NlError),
 }

@@ -24,21 +24,38 @@ use crate::nft::{rustables_bridge, text, NlError};
 use crate::policy::Policy;
 use crate::rules::COMMENT;
 
-pub use layout::{plan, TablePlan, FORWARD, INPUT, PRIORITY, TABLE};
+pub use layout::{plan, Spec, TablePlan, FORWARD, GUARD, INPUT, PRIORITY, SHIELD, TABLE};
 
-/// Our table; its forward chain guards `families` (with `--block-host`, its input chain
+/// One of our tables; its forward chain guards `families` (with `--block-host`, its input chain
 /// guards both).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnTable {
     pub families: Vec<Family>,
+    pub spec: Spec,
+}
+
+impl OwnTable {
+    /// The guard table `apply` writes.
+    pub fn guard(families: Vec<Family>) -> OwnTable {
+        OwnTable { families, spec: GUARD }
+    }
+
+    /// `watch`'s shield: every family, in a table only watch's socket may change.
+    pub fn shield() -> OwnTable {
+        OwnTable { families: Family::ALL.to_vec(), spec: SHIELD }
+    }
 }
 
 /// What our table holds in the kernel now.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TableState {
+    /// Which of our tables this is.
+    pub spec: Spec,
     pub exists: bool,
     /// The table's userdata: our comment when we made it.
     pub userdata: Option<Vec<u8>>,
+    /// For an owned table: the port id of the netlink socket that owns it.
+    pub owner: Option<u32>,
     /// Our chains that exist, with their rules in order.
     pub chains: Vec<(ChainDef, Vec<NftRule>)>,
     /// The table's sets with their elements (sorted).
@@ -48,31 +65,32 @@ pub struct TableState {
 impl TableState {
     /// Reads the table: one GET for it, one per chain and a rule dump each, a set dump and an
     /// element dump per set; never the rest of the ruleset.
-    pub fn read(nl: &mut Netlink) -> Result<TableState, NlError> {
-        let what = format!("GETTABLE inet {TABLE}");
-        let Some(found) = nl.get(&what, |seq| msg::gettable(seq, NFPROTO_INET, TABLE))? else {
-            return Ok(TableState::default());
+    pub fn read(nl: &mut Netlink, spec: Spec) -> Result<TableState, NlError> {
+        let table = spec.name;
+        let what = format!("GETTABLE inet {table}");
+        let Some(found) = nl.get(&what, |seq| msg::gettable(seq, NFPROTO_INET, table))? else {
+            return Ok(TableState::absent(spec));
         };
-        let userdata = match found.first() {
-            Some(table) => table_userdata(&table.reply().attrs())?,
-            None => None,
+        let (userdata, owner) = match found.first() {
+            Some(table) => table_attrs(&table.reply().attrs())?,
+            None => (None, None),
         };
-        let mut state = TableState { exists: true, userdata, ..TableState::default() };
+        let mut state = TableState { exists: true, userdata, owner, ..TableState::absent(spec) };
         for name in layout::CHAINS {
-            let what = format!("GETCHAIN inet {TABLE} {name}");
-            let Some(found) = nl.get(&what, |seq| msg::getchain(seq, NFPROTO_INET, TABLE, name))? else { continue };
+            let what = format!("GETCHAIN inet {table} {name}");
+            let Some(found) = nl.get(&what, |seq| msg::getchain(seq, NFPROTO_INET, table, name))? else { continue };
             let Some(def) = found.first() else { continue };
             let def = ChainDef::decode(&def.reply())?;
-            let what = format!("GETRULE inet {TABLE} {name}");
-            let dump = nl.get(&what, |seq| msg::getrule_dump(seq, NFPROTO_INET, TABLE, name))?.unwrap_or_default();
+            let what = format!("GETRULE inet {table} {name}");
+            let dump = nl.get(&what, |seq| msg::getrule_dump(seq, NFPROTO_INET, table, name))?.unwrap_or_default();
             let rules = dump.iter().map(|r| NftRule::decode(&r.reply())).collect::<Result<_, _>>()?;
             state.chains.push((def, rules));
         }
-        let what = format!("GETSET inet {TABLE}");
-        for found in nl.get(&what, |seq| set::getset_dump(seq, NFPROTO_INET, TABLE))?.unwrap_or_default() {
+        let what = format!("GETSET inet {table}");
+        for found in nl.get(&what, |seq| set::getset_dump(seq, NFPROTO_INET, table))?.unwrap_or_default() {
             let def = NftSet::decode(&found.reply())?;
-            let what = format!("GETSETELEM inet {TABLE} {}", def.name);
-            let dump = nl.get(&what, |seq| set::getsetelem_dump(seq, NFPROTO_INET, TABLE, &def.name))?;
+            let what = format!("GETSETELEM inet {table} {}", def.name);
+            let dump = nl.get(&what, |seq| set::getsetelem_dump(seq, NFPROTO_INET, table, &def.name))?;
             let mut elems = Vec::new();
             for m in dump.unwrap_or_default() {
                 elems.extend(SetElem::decode_all(&m.reply())?);
@@ -81,6 +99,11 @@ impl TableState {
             state.sets.push((def, elems));
         }
         Ok(state)
+    }
+
+    /// A table that is not there.
+    pub fn absent(spec: Spec) -> TableState {
+        TableState { spec, exists: false, userdata: None, owner: None, chains: Vec::new(), sets: Vec::new() }
     }
 
     fn chain(&self, name: &str) -> Option<&(ChainDef, Vec<NftRule>)> {
@@ -105,22 +128,26 @@ impl TableState {
     }
 }
 
-fn table_userdata(attrs: &Attrs<'_>) -> Result<Option<Vec<u8>>, NlError> {
+/// A table's userdata and, for an owned table, its owner's port id.
+fn table_attrs(attrs: &Attrs<'_>) -> Result<(Option<Vec<u8>>, Option<u32>), NlError> {
+    let (mut userdata, mut owner) = (None, None);
     for attr in attrs.clone() {
         let attr = attr?;
-        if attr.ty == NFTA_TABLE_USERDATA {
-            return Ok(Some(attr.payload.to_vec()));
+        match attr.ty {
+            NFTA_TABLE_USERDATA => userdata = Some(attr.payload.to_vec()),
+            NFTA_TABLE_OWNER => owner = Some(attr.be32()?),
+            _ => {}
         }
     }
-    Ok(None)
+    Ok((userdata, owner))
 }
 
 fn is_ours(rule: &NftRule) -> bool {
     rule.userdata.as_deref() == Some(comment_udata(COMMENT).as_slice())
 }
 
-fn place_name() -> String {
-    format!("inet {TABLE}")
+fn place_name(spec: Spec) -> String {
+    format!("inet {}", spec.name)
 }
 
 /// How the kernel's table differs from the plan, in a few words each; empty when it holds
@@ -132,7 +159,7 @@ pub fn differences(state: &TableState, plan: &TablePlan) -> Vec<String> {
             diffs.push(format!("chain {} is missing", chain.name));
             continue;
         };
-        if def.hook != Some((chain.hook, PRIORITY))
+        if def.hook != Some((chain.hook, plan.spec.priority))
             || def.ty.as_deref() != Some("filter")
             || def.policy != Some(NF_ACCEPT as u32)
         {
@@ -189,7 +216,7 @@ fn lines(state: &TableState) -> Vec<String> {
 fn must_be_ours(state: &TableState) -> Result<(), BackendError> {
     if state.exists && !state.ours() {
         return Err(BackendError::NotOurs {
-            what: place_name(),
+            what: place_name(state.spec),
             hint:
                 "rename or delete it (nft delete table inet egress_guard) if it is yours, or use --target docker-user",
         });
@@ -200,12 +227,12 @@ fn must_be_ours(state: &TableState) -> Result<(), BackendError> {
 /// Adds to `batch` what makes our table hold `plan`: nothing when it already does.
 pub fn sync(batch: &mut BatchBuilder, state: &TableState, plan: &TablePlan) -> Result<Step, BackendError> {
     must_be_ours(state)?;
-    let mut step = Step::unchanged(place_name());
+    let mut step = Step::unchanged(place_name(plan.spec));
     if state.exists && differences(state, plan).is_empty() {
         return Ok(step);
     }
     if state.exists {
-        delete_table(batch)?;
+        delete_table(batch, plan.spec)?;
     }
     write_table(batch, plan)?;
     step.change = Change::Written;
@@ -219,32 +246,36 @@ pub fn sync(batch: &mut BatchBuilder, state: &TableState, plan: &TablePlan) -> R
 /// Adds to `batch` the deletion of our table, if it exists.
 pub fn remove(batch: &mut BatchBuilder, state: &TableState) -> Result<Step, BackendError> {
     must_be_ours(state)?;
-    let mut step = Step::unchanged(place_name());
+    let mut step = Step::unchanged(place_name(state.spec));
     if state.exists {
-        delete_table(batch)?;
+        delete_table(batch, state.spec)?;
         step.change = Change::Written;
         step.removed = lines(state);
     }
     Ok(step)
 }
 
-fn rustables_table() -> Table {
-    Table::new(ProtocolFamily::Inet).with_name(TABLE)
+fn rustables_table(spec: Spec) -> Table {
+    Table::new(ProtocolFamily::Inet).with_name(spec.name)
 }
 
-fn delete_table(batch: &mut BatchBuilder) -> Result<(), NlError> {
+fn delete_table(batch: &mut BatchBuilder, spec: Spec) -> Result<(), NlError> {
     let mut rb = rustables::Batch::new();
-    rb.add(&rustables_table(), MsgType::Del);
-    rustables_bridge::splice(batch, &rb.finalize(), &place_name())
+    rb.add(&rustables_table(spec), MsgType::Del);
+    rustables_bridge::splice(batch, &rb.finalize(), &place_name(spec))
 }
 
 /// The whole table, in dependency order: table, chains, sets, elements, rules.
 fn write_table(batch: &mut BatchBuilder, plan: &TablePlan) -> Result<(), NlError> {
     let mut rb = rustables::Batch::new();
     // The comment as table userdata: kernels without NFTA_TABLE_USERDATA ignore it.
-    let table = rustables_table().with_userdata(comment_udata(COMMENT));
+    let spec = plan.spec;
+    let mut table = rustables_table(spec).with_userdata(comment_udata(COMMENT));
+    if spec.owner {
+        table = table.with_flags(NFT_TABLE_F_OWNER);
+    }
     rb.add(&table, MsgType::Add);
-    rustables_bridge::splice(batch, &rb.finalize(), &place_name())?;
+    rustables_bridge::splice(batch, &rb.finalize(), &place_name(spec))?;
     for chain in &plan.chains {
         let hook = match chain.hook {
             NF_INET_LOCAL_IN => HookClass::In,
@@ -252,15 +283,15 @@ fn write_table(batch: &mut BatchBuilder, plan: &TablePlan) -> Result<(), NlError
         };
         let base = Chain::new(&table)
             .with_name(chain.name)
-            .with_hook(Hook::new(hook, PRIORITY))
+            .with_hook(Hook::new(hook, spec.priority))
             .with_type(ChainType::Filter)
             .with_policy(ChainPolicy::Accept);
         let mut rb = rustables::Batch::new();
         rb.add(&base, MsgType::Add);
-        rustables_bridge::splice(batch, &rb.finalize(), &format!("{} {}", place_name(), chain.name))?;
+        rustables_bridge::splice(batch, &rb.finalize(), &format!("{} {}", place_name(spec), chain.name))?;
     }
     for (id, s) in (1..).zip(&plan.sets) {
-        let what = format!("inet {TABLE} set {}", s.set.name);
+        let what = format!("inet {} set {}", spec.name, s.set.name);
         batch.push(format!("NEWSET {what}"), |seq| s.set.new_msg(seq, id));
         for make in s.set.elems_msgs(&s.elems) {
             batch.push(format!("NEWSETELEM {what}"), make);
@@ -269,7 +300,7 @@ fn write_table(batch: &mut BatchBuilder, plan: &TablePlan) -> Result<(), NlError
     for chain in &plan.chains {
         for r in &chain.rules {
             let rule = r.to_rule(chain.name);
-            batch.push(format!("NEWRULE {} {}", place_name(), chain.name), |seq| rule.new_msg(seq, Position::End));
+            batch.push(format!("NEWRULE {} {}", place_name(spec), chain.name), |seq| rule.new_msg(seq, Position::End));
         }
     }
     Ok(())
@@ -295,13 +326,14 @@ pub fn judge(state: &TableState, plan: &TablePlan, families: &[Family]) -> Place
         (Verdict::InPlace, None)
     };
     PlaceReport {
-        place: place_name(),
-        backend: "table",
+        place: place_name(plan.spec),
+        backend: if plan.spec.owner { "watch" } else { "table" },
         families: families.to_vec(),
         exists: state.exists,
         // A base chain sees every packet of its hook once it exists.
         reached: state.chain(FORWARD).is_some_and(|(def, _)| def.hook.is_some()),
-        required: true,
+        // The shield goes with watch; only the guard must be there.
+        required: !plan.spec.owner,
         verdict,
         reason,
         foreign_rules: state.rules().filter(|(_, r)| !is_ours(r)).count(),
@@ -313,22 +345,25 @@ pub fn judge(state: &TableState, plan: &TablePlan, families: &[Family]) -> Place
 impl Backend for OwnTable {
     fn describe(&self) -> String {
         let f: Vec<&str> = self.families.iter().map(|f| f.nft_name()).collect();
-        format!("table ({})", f.join(", "))
+        format!("table {} ({})", self.spec.name, f.join(", "))
     }
 
     fn sync(&self, nl: &mut Netlink, batch: &mut BatchBuilder, policy: &Policy) -> Result<Vec<Step>, BackendError> {
-        let state = TableState::read(nl)?;
-        Ok(vec![sync(batch, &state, &plan(policy, &self.families))?])
+        let state = TableState::read(nl, self.spec)?;
+        if let Some(port) = state.owner.filter(|p| *p != nl.port_id()) {
+            return Err(BackendError::HeldByOther { what: place_name(self.spec), port });
+        }
+        Ok(vec![sync(batch, &state, &plan(policy, &self.families, self.spec))?])
     }
 
     fn remove(&self, nl: &mut Netlink, batch: &mut BatchBuilder) -> Result<Vec<Step>, BackendError> {
-        let state = TableState::read(nl)?;
+        let state = TableState::read(nl, self.spec)?;
         Ok(vec![remove(batch, &state)?])
     }
 
     fn judge(&self, nl: &mut Netlink, policy: &Policy) -> Result<Vec<PlaceReport>, BackendError> {
-        let state = TableState::read(nl)?;
-        Ok(vec![judge(&state, &plan(policy, &self.families), &self.families)])
+        let state = TableState::read(nl, self.spec)?;
+        Ok(vec![judge(&state, &plan(policy, &self.families, self.spec), &self.families)])
     }
 }
 

@@ -11,7 +11,7 @@ use crate::transact;
 pub fn run(args: ApplyArgs) -> Result<Done, Error> {
     let (policy, target) = super::resolve(&args.policy)?;
     let mut nl = super::connect(&args.netns)?;
-    let outcome = transact::apply(&mut nl, &policy, target, args.dry_run)?;
+    let outcome = transact::apply(&mut nl, &policy, target, args.dry_run, &[])?;
     let verb = if args.dry_run { "would" } else { "did" };
     let mut out = String::new();
     let _ = writeln!(out, "target {}: {}", target.word(), outcome.why.join("; "));

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use super::{say, warn, Done};
-use crate::backend::{Change, Target};
+use crate::backend::table::OwnTable;
+use crate::backend::{Backend, BackendError, Change, Target};
 use crate::cli::WatchArgs;
 use crate::error::Error;
 use crate::nft::monitor::{Monitor, Wake};
@@ -31,11 +32,13 @@ pub fn run(args: WatchArgs) -> Result<Done, Error> {
     }
 }
 
-/// One apply; says what it had to write. Errors that a later change can cure (the chain is
-/// gone while dockerd restarts, a writer kept winning) are reported and watching goes on;
-/// permission and usage errors end the watch.
+/// One apply, with watch's shield (see `backend::table::SHIELD`); says what it had to write.
+/// Errors that a later change can cure (the chain is gone while dockerd restarts, a writer kept
+/// winning) are reported and watching goes on; permission and usage errors, and another watch
+/// holding the shield, end the watch.
 fn heal(nl: &mut Netlink, policy: &Policy, target: Target, why: &str) -> Result<(), Error> {
-    match transact::apply(nl, policy, target, false) {
+    let shield: [Box<dyn Backend>; 1] = [Box::new(OwnTable::shield())];
+    match transact::apply(nl, policy, target, false, &shield) {
         Ok(outcome) => {
             for step in outcome.steps.iter().filter(|s| s.change == Change::Written) {
                 let (added, removed) = (step.added.len(), step.removed.len());
@@ -43,6 +46,7 @@ fn heal(nl: &mut Netlink, policy: &Policy, target: Target, why: &str) -> Result<
             }
             Ok(())
         }
+        Err(e @ Error::Backend(BackendError::HeldByOther { .. })) => Err(e),
         Err(e @ (Error::Backend(_) | Error::GaveUp(_) | Error::Kernel(_))) => {
             warn(&format!("{why}: {e}; waiting for the next change"));
             Ok(())

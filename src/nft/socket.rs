@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    bind, recv, send, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
-    SockType,
+    bind, getsockname, recv, send, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
+    SockProtocol, SockType,
 };
 use nix::sys::time::TimeVal;
 
@@ -49,6 +49,8 @@ pub struct Netlink {
     fd: OwnedFd,
     seq: u32,
     buf: Vec<u8>,
+    /// The port id the kernel bound us to: what it records as the owner of tables we own.
+    port: u32,
 }
 
 impl Netlink {
@@ -58,12 +60,18 @@ impl Netlink {
         let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkNetFilter)
             .map_err(io("socket"))?;
         bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(io("bind"))?;
+        let port = getsockname::<NetlinkAddr>(fd.as_raw_fd()).map_err(io("getsockname"))?.pid();
         let timeout = TimeVal::new(ANSWER_TIMEOUT.as_secs() as i64, 0);
         setsockopt(&fd, sockopt::ReceiveTimeout, &timeout).map_err(io("setsockopt"))?;
         // Sequence numbers only need to be unique per socket; starting from the clock keeps
         // strace output of consecutive runs apart.
         let seq = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
-        Ok(Netlink { fd, seq, buf: vec![0; RECV_BUF] })
+        Ok(Netlink { fd, seq, buf: vec![0; RECV_BUF], port })
+    }
+
+    /// The port id of this socket (the kernel's autobind: the pid for a process's first one).
+    pub fn port_id(&self) -> u32 {
+        self.port
     }
 
     /// The first sequence number a new batch may use; `commit` moves past the batch.

@@ -207,3 +207,8 @@ pub const NFT_CMP_LTE: u32 = 3;
 pub const NFT_CMP_GTE: u32 = 5;
 /// The first 32-bit register; `NFT_REG_1`…`NFT_REG_4` are the same space in 16-byte units.
 pub const NFT_REG32_00: u32 = 8;
+/// `NFT_TABLE_F_OWNER`: the table belongs to the netlink socket that made it; no other may
+/// change or delete it, and it goes when that socket closes (kernel 5.12+).
+pub const NFT_TABLE_F_OWNER: u32 = 0x2;
+/// `NFTA_TABLE_OWNER`: the port id of an owned table's socket.
+pub const NFTA_TABLE_OWNER: u16 = 7;

@@ -29,12 +29,32 @@ pub const INPUT: &str = "input";
 pub const CHAINS: [&str; 2] = [FORWARD, INPUT];
 /// `filter - 1`: before Docker's filter chains (iptables' FORWARD, nftables' filter-FORWARD).
 pub const PRIORITY: i32 = NF_IP_PRI_FILTER - 1;
+
+/// Which of our tables: its name, its base chains' priority, and whether it is owned by the
+/// netlink socket that writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    pub name: &'static str,
+    pub priority: i32,
+    pub owner: bool,
+}
+
+/// The guard that `apply` writes, and that stays when egress-guard exits.
+pub const GUARD: Spec = Spec { name: TABLE, priority: PRIORITY, owner: false };
+
+/// `watch`'s shield: the same policy in a table owned by watch's socket (`flags owner`, kernel
+/// 5.12+), so no other program can delete it — not even `nft flush ruleset`, which leaves owned
+/// tables alone — and it goes away when watch does. Its chains run after every filter chain
+/// (`filter + 10`): they only see what got past the guard, which is nothing while the guard is
+/// there, and everything while a flush has taken the guard away and watch is rewriting it.
+pub const SHIELD: Spec = Spec { name: "egress_guard_watch", priority: NF_IP_PRI_FILTER + 10, owner: true };
 /// Elements shown per set in text meant for people; the rest are counted.
 const SHOWN_ELEMENTS: usize = 16;
 
-/// Everything our table should hold.
+/// Everything one of our tables should hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TablePlan {
+    pub spec: Spec,
     pub sets: Vec<SetPlan>,
     pub chains: Vec<ChainPlan>,
 }
@@ -47,9 +67,10 @@ pub struct ChainPlan {
     pub rules: Vec<RulePlan>,
 }
 
-/// A rule: its expressions and how nft syntax reads it (`add rule inet egress_guard …`).
+/// A rule: its table, its expressions and how nft syntax reads it (`add rule inet egress_guard …`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RulePlan {
+    pub table: &'static str,
     pub exprs: Vec<Expr>,
     pub text: String,
 }
@@ -67,7 +88,7 @@ impl RulePlan {
     pub fn to_rule(&self, chain: &str) -> NftRule {
         NftRule {
             family: NFPROTO_INET,
-            table: TABLE.into(),
+            table: self.table.into(),
             chain: chain.into(),
             handle: None,
             exprs: self.exprs.clone(),
@@ -86,22 +107,19 @@ impl RulePlan {
 /// The plan for `policy`, the forward chain guarding `families` (the others are guarded
 /// elsewhere, or not at all). With `--block-host`, the input chain guards both families: no
 /// DOCKER-USER sees traffic to the host.
-pub fn plan(policy: &Policy, families: &[Family]) -> TablePlan {
+pub fn plan(policy: &Policy, families: &[Family], spec: Spec) -> TablePlan {
     let mut chains = Vec::new();
     if !families.is_empty() {
-        chains.push(ChainPlan {
-            name: FORWARD,
-            hook: NF_INET_FORWARD,
-            rules: chain_rules(policy, Hook::Forward, families),
-        });
+        let rules = chain_rules(policy, Hook::Forward, families, spec.name);
+        chains.push(ChainPlan { name: FORWARD, hook: NF_INET_FORWARD, rules });
     }
     if policy.block_host {
-        let rules = chain_rules(policy, Hook::Input, &Family::ALL);
+        let rules = chain_rules(policy, Hook::Input, &Family::ALL, spec.name);
         chains.push(ChainPlan { name: INPUT, hook: NF_INET_LOCAL_IN, rules });
     }
     let used = |name: &str| chains.iter().flat_map(|c| &c.rules).flat_map(|r| &r.exprs).any(|e| uses_set(e, name));
-    let sets = all_sets(policy).into_iter().filter(|s| used(&s.set.name)).collect();
-    TablePlan { sets, chains }
+    let sets = all_sets(policy, spec.name).into_iter().filter(|s| used(&s.set.name)).collect();
+    TablePlan { spec, sets, chains }
 }
 
 fn uses_set(e: &Expr, name: &str) -> bool {
@@ -133,14 +151,14 @@ fn narrowed(scope: &Scope, families: &[Family]) -> Option<Scope> {
     }
 }
 
-fn chain_rules(policy: &Policy, hook: Hook, families: &[Family]) -> Vec<RulePlan> {
+fn chain_rules(policy: &Policy, hook: Hook, families: &[Family], table: &'static str) -> Vec<RulePlan> {
     let mut rules = Vec::new();
     if hook == Hook::Input {
-        rules.push(rule(hook, vec![Cond::neighbour_discovery()], Action::Accept));
+        rules.push(rule(table, hook, vec![Cond::neighbour_discovery()], Action::Accept));
     }
     for section in rules::sections(policy) {
         if let Some(scope) = narrowed(&section.scope, families) {
-            rules.extend(section_rules(hook, &section, &scope));
+            rules.extend(section_rules(table, hook, &section, &scope));
         }
     }
     rules
@@ -177,7 +195,7 @@ fn families(scope: &Scope) -> Vec<Family> {
     }
 }
 
-fn section_rules(hook: Hook, section: &Section, scope: &Scope) -> Vec<RulePlan> {
+fn section_rules(table: &'static str, hook: Hook, section: &Section, scope: &Scope) -> Vec<RulePlan> {
     let base = base(hook, section.iface.as_ref(), scope);
     let with = |more: Vec<Cond>| base.iter().cloned().chain(more).collect::<Vec<_>>();
     let mut rules = Vec::new();
@@ -185,21 +203,27 @@ fn section_rules(hook: Hook, section: &Section, scope: &Scope) -> Vec<RulePlan> 
         match step {
             Step::PassMulticast => {
                 for f in families(scope) {
-                    rules.push(rule(hook, with(vec![Cond::multicast(f)]), Action::Accept));
+                    rules.push(rule(table, hook, with(vec![Cond::multicast(f)]), Action::Accept));
                 }
             }
             Step::Allow(list) => {
                 for f in families(scope) {
                     let mine: Vec<&Allow> = list.iter().filter(|a| Family::of(&a.net) == f).collect();
                     if mine.iter().any(|a| a.port.is_none()) {
-                        rules.push(rule(hook, with(vec![Cond::daddr_in(f, &allow_set(f))]), Action::Accept));
+                        rules.push(rule(table, hook, with(vec![Cond::daddr_in(f, &allow_set(f))]), Action::Accept));
                     }
                     if mine.iter().any(|a| a.port.is_some()) {
-                        rules.push(rule(hook, with(vec![Cond::daddr_port_in(f, &allow_port_set(f))]), Action::Accept));
+                        rules.push(rule(
+                            table,
+                            hook,
+                            with(vec![Cond::daddr_port_in(f, &allow_port_set(f))]),
+                            Action::Accept,
+                        ));
                     }
                 }
             }
             Step::Log(log) => rules.push(rule(
+                table,
                 hook,
                 with(vec![Cond::new_connection(), Cond::limit(log.rate)]),
                 Action::Log(log.sink.clone()),
@@ -209,7 +233,7 @@ fn section_rules(hook: Hook, section: &Section, scope: &Scope) -> Vec<RulePlan> 
                 if *tcp_only {
                     conds.push(Cond::l4proto(Proto::Tcp));
                 }
-                rules.push(rule(hook, with(conds), Action::Refuse(*answer)));
+                rules.push(rule(table, hook, with(conds), Action::Refuse(*answer)));
             }
         }
     }
@@ -257,46 +281,46 @@ fn addr_len(f: Family) -> u32 {
 }
 
 /// Every set the policy could need; `plan` keeps those a rule looks up.
-fn all_sets(policy: &Policy) -> Vec<SetPlan> {
+fn all_sets(policy: &Policy, table: &'static str) -> Vec<SetPlan> {
     let mut sets = Vec::new();
     for f in Family::ALL {
         let subnets: Vec<Range> = policy.subnets_of(f).iter().map(Range::of).collect();
         if !subnets.is_empty() {
-            sets.push(interval_set(f, subnets_set(f), ranges::merge(subnets.clone())));
-            sets.push(same_subnet(f, &subnets));
+            sets.push(interval_set(table, f, subnets_set(f), ranges::merge(subnets.clone())));
+            sets.push(same_subnet(table, f, &subnets));
         }
         let allow = policy.allow_of(f);
         let plain: Vec<Range> = allow.iter().filter(|a| a.port.is_none()).map(|a| Range::of(&a.net)).collect();
         if !plain.is_empty() {
-            sets.push(interval_set(f, allow_set(f), ranges::merge(plain)));
+            sets.push(interval_set(table, f, allow_set(f), ranges::merge(plain)));
         }
         if allow.iter().any(|a| a.port.is_some()) {
-            sets.push(allow_ports(f, &allow));
+            sets.push(allow_ports(table, f, &allow));
         }
     }
     sets
 }
 
-fn new_set(name: String, flags: u32, key_type: u32, key_len: u32, fields: Vec<u32>) -> NftSet {
-    NftSet { family: NFPROTO_INET, table: TABLE.into(), name, flags, key_type, key_len, fields }
+fn new_set(table: &str, name: String, flags: u32, key_type: u32, key_len: u32, fields: Vec<u32>) -> NftSet {
+    NftSet { family: NFPROTO_INET, table: table.into(), name, flags, key_type, key_len, fields }
 }
 
 /// The `add set` line; only the first elements are formatted (a list can be 10,000 long).
-fn set_text(name: &str, ty: &str, count: usize, shown: impl Iterator<Item = String>) -> String {
+fn set_text(table: &str, name: &str, ty: &str, count: usize, shown: impl Iterator<Item = String>) -> String {
     let more = count.saturating_sub(SHOWN_ELEMENTS);
     let mut list: Vec<String> = shown.take(SHOWN_ELEMENTS).collect();
     if more > 0 {
         list.push(format!("… ({more} more)"));
     }
-    format!("add set inet {TABLE} {name} {{ type {ty}; flags interval; elements = {{ {} }} }}", list.join(", "))
+    format!("add set inet {table} {name} {{ type {ty}; flags interval; elements = {{ {} }} }}", list.join(", "))
 }
 
 /// An rbtree interval set of addresses.
-fn interval_set(f: Family, name: String, merged: Vec<Range>) -> SetPlan {
+fn interval_set(table: &str, f: Family, name: String, merged: Vec<Range>) -> SetPlan {
     let (ty, ty_name) = addr_type(f);
-    let text = set_text(&name, ty_name, merged.len(), merged.iter().map(|r| ranges::show(f, r)));
+    let text = set_text(table, &name, ty_name, merged.len(), merged.iter().map(|r| ranges::show(f, r)));
     SetPlan {
-        set: new_set(name, NFT_SET_INTERVAL, ty, addr_len(f), Vec::new()),
+        set: new_set(table, name, NFT_SET_INTERVAL, ty, addr_len(f), Vec::new()),
         elems: ranges::interval_elems(f, &merged),
         text,
     }
@@ -305,7 +329,7 @@ fn interval_set(f: Family, name: String, merged: Vec<Range>) -> SetPlan {
 /// `source region . subnet`: for each subnet, the part of it not inside a smaller subnet given
 /// too, paired with the subnet. A packet is within its own subnet when its `saddr . daddr`
 /// falls in one, exactly when iptables' `-s S ! -d S` rules would all let it be.
-fn same_subnet(f: Family, subnets: &[Range]) -> SetPlan {
+fn same_subnet(table: &str, f: Family, subnets: &[Range]) -> SetPlan {
     let (ty, ty_name) = addr_type(f);
     let len = addr_len(f);
     let pairs: Vec<(Range, &Range)> = subnets
@@ -325,16 +349,16 @@ fn same_subnet(f: Family, subnets: &[Range]) -> SetPlan {
         .collect();
     let name = same_subnet_set(f);
     let shown = pairs.iter().map(|(region, s)| format!("{} . {}", ranges::show(f, region), ranges::show(f, s)));
-    let text = set_text(&name, &format!("{ty_name} . {ty_name}"), pairs.len(), shown);
+    let text = set_text(table, &name, &format!("{ty_name} . {ty_name}"), pairs.len(), shown);
     SetPlan {
-        set: new_set(name, NFT_SET_INTERVAL | NFT_SET_CONCAT, ty << TYPE_BITS | ty, 2 * len, vec![len, len]),
+        set: new_set(table, name, NFT_SET_INTERVAL | NFT_SET_CONCAT, ty << TYPE_BITS | ty, 2 * len, vec![len, len]),
         elems,
         text,
     }
 }
 
 /// `network . protocol . port`, networks merged per protocol and port.
-fn allow_ports(f: Family, allow: &[Allow]) -> SetPlan {
+fn allow_ports(table: &str, f: Family, allow: &[Allow]) -> SetPlan {
     let (ty, ty_name) = addr_type(f);
     let mut keys: Vec<(Proto, u16)> = allow.iter().filter_map(|a| a.port.map(|(p, proto)| (proto, p))).collect();
     keys.sort_by_key(|(proto, port)| (proto.number(), *port));
@@ -361,9 +385,16 @@ fn allow_ports(f: Family, allow: &[Allow]) -> SetPlan {
     let name = allow_port_set(f);
     let key_type = (ty << TYPE_BITS | TYPE_INET_PROTO) << TYPE_BITS | TYPE_INET_SERVICE;
     let shown = entries.iter().map(|(r, proto, port)| format!("{} . {} . {port}", ranges::show(f, r), proto.name()));
-    let text = set_text(&name, &format!("{ty_name} . inet_proto . inet_service"), entries.len(), shown);
+    let text = set_text(table, &name, &format!("{ty_name} . inet_proto . inet_service"), entries.len(), shown);
     SetPlan {
-        set: new_set(name, NFT_SET_INTERVAL | NFT_SET_CONCAT, key_type, addr_len(f) + 8, vec![addr_len(f), 1, 2]),
+        set: new_set(
+            table,
+            name,
+            NFT_SET_INTERVAL | NFT_SET_CONCAT,
+            key_type,
+            addr_len(f) + 8,
+            vec![addr_len(f), 1, 2],
+        ),
         elems,
         text,
     }
@@ -562,7 +593,7 @@ impl Action {
 
 /// Conditions, a counter, the action; `meta nfproto` goes before the first read of an
 /// IPv4/IPv6 header (as nft adds it, and leaves it out of the text).
-fn rule(hook: Hook, conds: Vec<Cond>, action: Action) -> RulePlan {
+fn rule(table: &'static str, hook: Hook, conds: Vec<Cond>, action: Action) -> RulePlan {
     let mut exprs = Vec::new();
     let mut checked: Option<Family> = None;
     for c in conds {
@@ -575,7 +606,7 @@ fn rule(hook: Hook, conds: Vec<Cond>, action: Action) -> RulePlan {
     }
     exprs.push(Expr::Counter { bytes: 0, packets: 0 });
     exprs.push(action.expr());
-    let mut plan = RulePlan { exprs, text: String::new() };
+    let mut plan = RulePlan { table, exprs, text: String::new() };
     plan.text = text::rule(&plan.to_rule(hook.chain()));
     plan
 }

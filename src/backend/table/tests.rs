@@ -9,7 +9,7 @@ use crate::policy::{parse_allow, Refusal, Sourced};
 
 /// The plan with the forward chain guarding both families, as `--target table` writes it.
 fn plan(p: &Policy) -> TablePlan {
-    super::plan(p, &Family::ALL)
+    super::plan(p, &Family::ALL, GUARD)
 }
 
 /// Our table holding `plan` (what sync and judge compare with), both families guarded.
@@ -206,8 +206,10 @@ fn kernel_state(plan: &TablePlan) -> TableState {
         })
         .collect();
     TableState {
+        spec: GUARD,
         exists: true,
         userdata: Some(comment_udata(COMMENT)),
+        owner: None,
         chains: plan.chains.iter().map(chain).collect(),
         sets,
     }
@@ -303,13 +305,13 @@ fn a_change_rebuilds_the_table_in_one_batch() {
 #[test]
 fn a_missing_table_is_created_and_remove_deletes_only_the_table() {
     let mut batch = BatchBuilder::new(1, 1);
-    sync(&mut batch, &TableState::default(), &Policy::default()).unwrap();
+    sync(&mut batch, &TableState::absent(GUARD), &Policy::default()).unwrap();
     let what = described(batch);
     assert_eq!(what[0], "NEWTABLE inet egress_guard");
     assert!(!what.iter().any(|w| w.starts_with("DEL")));
 
     let mut batch = BatchBuilder::new(1, 1);
-    let step = remove(&mut batch, &TableState::default()).unwrap();
+    let step = remove(&mut batch, &TableState::absent(GUARD)).unwrap();
     assert_eq!((step.change, batch.is_empty()), (Change::Unchanged, true));
     let state = kernel_state(&plan(&Policy::default()));
     let mut batch = BatchBuilder::new(1, 1);
@@ -326,7 +328,7 @@ fn ten_thousand_destinations_are_one_batch() {
     let planned = plan(&p);
     assert_eq!(set(&planned, "allow4").elems.len(), 20_000);
     let mut batch = BatchBuilder::new(1, 1);
-    sync(&mut batch, &TableState::default(), &p).unwrap();
+    sync(&mut batch, &TableState::absent(GUARD), &p).unwrap();
     let batch = batch.finish();
     let elem_msgs = batch.msgs.iter().filter(|(_, w)| w.starts_with("NEWSETELEM")).count();
     assert!((2..40).contains(&elem_msgs), "{elem_msgs} NEWSETELEM messages");

@@ -16,4 +16,5 @@ pub mod nft;
 pub mod plan;
 pub mod policy;
 pub mod status;
+pub mod systemd;
 pub mod target;

@@ -1,6 +1,8 @@
 //! The command line: syntax only. Nothing here touches the system; flags become a
 //! `PolicySpec` that is merged with the config file and validated before any netlink message.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 
 use crate::policy::PolicySpec;
@@ -48,6 +50,21 @@ pub enum Command {
     Check(CheckArgs),
     /// Apply, then heal whenever another program changes the ruleset; runs until stopped
     Watch(WatchArgs),
+    /// Run `watch` as a systemd service: write egress-guard.service and enable it
+    ///
+    /// Writes /etc/systemd/system/egress-guard.service, which runs `egress-guard watch` at boot
+    /// before dockerd and containerd start (so no container starts unguarded), restarts it if it
+    /// dies, and confines it to netlink with CAP_NET_ADMIN; then `systemctl daemon-reload` and
+    /// `systemctl enable`. Where systemd is not running, the unit is written and the commands to
+    /// enable it are printed. Running it again rewrites the unit (after an upgrade, say).
+    /// Exit codes: 2 bad usage (nothing changed), 3 no permission (run as root).
+    InstallService(InstallServiceArgs),
+    /// Stop, disable and delete the unit install-service wrote; the guard stays in place
+    ///
+    /// Deletes only a unit install-service wrote (it carries a marker line); the rules stay in
+    /// the kernel until `egress-guard remove`. Exit codes: 2 the unit is not ours (nothing
+    /// changed), 3 no permission (run as root).
+    UninstallService(UninstallServiceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +200,36 @@ impl PolicyArgs {
             block_host: self.block_host.then_some(true),
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct InstallServiceArgs {
+    /// The service runs `watch --config PATH` (checked now, so a typo shows here and not at
+    /// boot). Default: watch reads /etc/egress-guard/config.toml when present
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The binary the unit runs (default: this one). Not under /home, /root or /tmp: the
+    /// service's sandbox hides them
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Start the service now too (`systemctl enable --now`)
+    #[arg(long)]
+    pub now: bool,
+    #[command(flatten)]
+    pub unit_dir: UnitDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallServiceArgs {
+    #[command(flatten)]
+    pub unit_dir: UnitDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct UnitDirArg {
+    /// For tests: use this directory instead of /etc/systemd/system, and never run systemctl
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub unit_dir: Option<PathBuf>,
 }
 
 #[cfg(test)]

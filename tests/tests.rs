@@ -9,6 +9,7 @@ mod concurrency;
 mod guard_traffic;
 mod iptables_compat;
 mod policy_options;
+mod service;
 mod status_check;
 mod table_target;
 mod watch;

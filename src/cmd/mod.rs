@@ -4,6 +4,7 @@
 mod apply;
 mod check;
 mod remove;
+mod service;
 mod status;
 mod watch;
 
@@ -24,6 +25,8 @@ pub fn run(command: Command) -> Result<i32, Error> {
         Command::Status(args) => status::run(args),
         Command::Check(args) => check::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::InstallService(args) => Ok(service::install(args)),
+        Command::UninstallService(args) => Ok(service::uninstall(args)),
     }
 }
 

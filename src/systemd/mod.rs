@@ -2,3 +2,4 @@
 //! status and watchdog messages `watch` sends to the service manager (`notify`).
 
 pub mod notify;
+pub mod unit;

@@ -1,0 +1,274 @@
+//! `install-service` and `uninstall-service`: the unit file and the `systemctl` calls around it.
+//! The unit's text and the rules for its paths are in `systemd::unit`; this is the thin I/O.
+//!
+//! Both report their own error line and return the exit code, so that they need nothing from
+//! `crate::error` beyond the config checks they share with the other commands.
+
+use std::error::Error as _;
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::unistd::{access, AccessFlags};
+
+use crate::cli::{InstallServiceArgs, UninstallServiceArgs};
+use crate::systemd::unit::{self, UnitError, UnitSpec};
+
+/// sd_booted(3): systemd is PID 1 exactly when this directory exists.
+const SYSTEMD_RUNNING: &str = "/run/systemd/system";
+
+/// The units whose `.wants/` directories `systemctl enable` links us into ([Install] WantedBy=).
+const WANTED_BY: [&str; 2] = ["multi-user.target", "docker.service"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The binary or config path cannot work in the unit.
+    #[error(transparent)]
+    Unit(#[from] UnitError),
+    /// `--binary` (or the running binary) is not an executable file.
+    #[error("binary {0}: not an executable file (give --binary PATH)")]
+    NotExecutable(String),
+    /// The running binary's path is unknown.
+    #[error("cannot tell where this binary is (give --binary PATH)")]
+    NoExe(#[source] std::io::Error),
+    /// The config the service would read has a mistake, or is missing.
+    #[error("the service's config does not work")]
+    Config(#[source] crate::error::Error),
+    /// A file of that name exists and we did not write it.
+    #[error(
+        "{0} exists and was not written by egress-guard (it lacks the line {marker:?}): \
+         nothing changed; move it away, or remove it yourself",
+        marker = unit::MARKER
+    )]
+    Foreign(String),
+    /// No write access to the unit directory.
+    #[error("cannot {op} {path}: permission denied: run as root")]
+    Permission { op: &'static str, path: String },
+    /// Another I/O failure on the unit file.
+    #[error("cannot {op} {path}")]
+    Io {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// systemctl could not be run or failed.
+    #[error("`systemctl {args}` failed: {detail}")]
+    Systemctl { args: String, detail: String },
+}
+
+impl ServiceError {
+    /// 2 for what the caller can fix in the command line or files (nothing changed), 3 for what
+    /// the system refused.
+    fn exit_code(&self) -> i32 {
+        match self {
+            ServiceError::Unit(_) | ServiceError::NotExecutable(_) | ServiceError::NoExe(_) => 2,
+            ServiceError::Foreign(_) => 2,
+            ServiceError::Config(e) => e.exit_code(),
+            ServiceError::Permission { .. } | ServiceError::Io { .. } | ServiceError::Systemctl { .. } => 3,
+        }
+    }
+
+    fn io(op: &'static str, path: &Path, source: std::io::Error) -> ServiceError {
+        let path = path.display().to_string();
+        match source.kind() {
+            ErrorKind::PermissionDenied => ServiceError::Permission { op, path },
+            _ => ServiceError::Io { op, path, source },
+        }
+    }
+}
+
+pub fn install(args: InstallServiceArgs) -> i32 {
+    report("install-service", run_install(&args))
+}
+
+pub fn uninstall(args: UninstallServiceArgs) -> i32 {
+    report("uninstall-service", run_uninstall(args.unit_dir.unit_dir.as_deref()))
+}
+
+/// Exit code 0, or the error's after printing it as one line with its causes.
+fn report(command: &str, result: Result<(), ServiceError>) -> i32 {
+    let Err(err) = result else { return 0 };
+    let mut line = format!("egress-guard: {command}: {err}");
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        line += &format!(": {c}");
+        cause = c.source();
+    }
+    eprintln!("{line}");
+    err.exit_code()
+}
+
+/// Where the unit goes, and whether systemctl may be run (never with the test directory).
+fn place(unit_dir: Option<&Path>) -> (PathBuf, bool) {
+    let systemd = unit_dir.is_none() && Path::new(SYSTEMD_RUNNING).is_dir();
+    (unit_dir.unwrap_or(Path::new(unit::DIR)).join(unit::NAME), systemd)
+}
+
+fn run_install(args: &InstallServiceArgs) -> Result<(), ServiceError> {
+    let binary = match &args.binary {
+        Some(path) => std::path::absolute(path).map_err(|e| ServiceError::io("resolve", path, e))?,
+        None => std::env::current_exe().map_err(ServiceError::NoExe)?,
+    };
+    let config = match &args.config {
+        Some(path) => Some(std::path::absolute(path).map_err(|e| ServiceError::io("resolve", path, e))?),
+        None => None,
+    };
+    let text = unit::unit_text(&UnitSpec { binary: &binary, config: config.as_deref() })?;
+    check_executable(&binary)?;
+    check_config(config.as_deref())?;
+
+    let (path, systemd) = place(args.unit_dir.unit_dir.as_deref());
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(dir).map_err(|e| ServiceError::io("create", dir, e))?;
+    let wrote = match read_ours(&path)? {
+        Some(old) if old == text => "unchanged",
+        old => {
+            write_unit(&path, &text)?;
+            if old.is_some() {
+                "updated"
+            } else {
+                "wrote"
+            }
+        }
+    };
+    println!("install-service: {wrote} {} (runs {} watch)", path.display(), binary.display());
+
+    if !systemd {
+        let enable = if args.now { "enable --now" } else { "enable" };
+        if args.unit_dir.unit_dir.is_none() {
+            println!(
+                "install-service: systemd is not running here ({SYSTEMD_RUNNING} is absent), so nothing is enabled;"
+            );
+            println!("  where it runs: systemctl daemon-reload && systemctl {enable} {}", unit::NAME);
+        } else {
+            println!("install-service: --unit-dir given, so systemctl is not run");
+        }
+        return Ok(());
+    }
+    systemctl(&["daemon-reload"])?;
+    if args.now {
+        systemctl(&["enable", "--now", unit::NAME])?;
+        println!("install-service: enabled and started; `systemctl status egress-guard` shows it");
+    } else {
+        systemctl(&["enable", unit::NAME])?;
+        println!("install-service: enabled: it starts at boot, before docker.service;");
+        println!("  start it now with: systemctl start egress-guard");
+    }
+    if wrote == "updated" {
+        println!("  a running service keeps the old unit until: systemctl restart egress-guard");
+    }
+    Ok(())
+}
+
+fn run_uninstall(unit_dir: Option<&Path>) -> Result<(), ServiceError> {
+    let (path, systemd) = place(unit_dir);
+    if read_ours(&path)?.is_none() {
+        println!("uninstall-service: nothing to remove: there is no {}", path.display());
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    // Say "run as root" before systemctl asks a password or stops anything.
+    if access(dir, AccessFlags::W_OK).is_err() {
+        return Err(ServiceError::Permission { op: "remove", path: path.display().to_string() });
+    }
+    if systemd {
+        // Stopping leaves the guard in place (SIGTERM does not remove rules).
+        systemctl(&["disable", "--now", unit::NAME])?;
+    } else {
+        unlink_wants(dir, &path)?;
+    }
+    fs::remove_file(&path).map_err(|e| ServiceError::io("remove", &path, e))?;
+    println!("uninstall-service: removed {}", path.display());
+    if systemd {
+        systemctl(&["daemon-reload"])?;
+    }
+    println!("uninstall-service: the guard's rules stay in place; `egress-guard remove` deletes them");
+    Ok(())
+}
+
+/// The text of the unit at `path` when there is one and it is ours; an error when it is not ours.
+fn read_ours(path: &Path) -> Result<Option<String>, ServiceError> {
+    match fs::read_to_string(path) {
+        Ok(text) if unit::is_ours(&text) => Ok(Some(text)),
+        Ok(_) => Err(ServiceError::Foreign(path.display().to_string())),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        // Not UTF-8: certainly not a file we wrote.
+        Err(e) if e.kind() == ErrorKind::InvalidData => Err(ServiceError::Foreign(path.display().to_string())),
+        Err(e) => Err(ServiceError::io("read", path, e)),
+    }
+}
+
+/// Writes the unit beside its place and renames it there, so systemd never reads half a file;
+/// mode 0644 whatever the umask.
+fn write_unit(path: &Path, text: &str) -> Result<(), ServiceError> {
+    let temp = path.with_extension("service.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&temp)?;
+        file.set_permissions(fs::Permissions::from_mode(0o644))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&temp);
+        ServiceError::io("write", path, e)
+    })
+}
+
+/// Where systemd is not running, `systemctl enable` may still have been run offline (in an image
+/// build, say): its links to our unit would dangle once the unit is gone.
+fn unlink_wants(dir: &Path, unit_path: &Path) -> Result<(), ServiceError> {
+    for wanted_by in WANTED_BY {
+        let link = dir.join(format!("{wanted_by}.wants")).join(unit::NAME);
+        let Ok(target) = fs::read_link(&link) else { continue };
+        if target == unit_path || target == Path::new(unit::DIR).join(unit::NAME) {
+            fs::remove_file(&link).map_err(|e| ServiceError::io("remove", &link, e))?;
+            println!("uninstall-service: removed {}", link.display());
+        }
+    }
+    Ok(())
+}
+
+fn check_executable(binary: &Path) -> Result<(), ServiceError> {
+    let executable = fs::metadata(binary).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if executable {
+        Ok(())
+    } else {
+        Err(ServiceError::NotExecutable(binary.display().to_string()))
+    }
+}
+
+/// The config `watch` will read, read and validated as `watch` will: the named one (which must
+/// exist), else the default one if present.
+fn check_config(config: Option<&Path>) -> Result<(), ServiceError> {
+    // unit_text already refused a path that is not UTF-8.
+    let config = config.and_then(Path::to_str);
+    let file = super::read_config(config).map_err(ServiceError::Config)?;
+    let check = || -> Result<(), crate::error::Error> {
+        file.policy.resolve()?;
+        super::target(file.target.as_deref())?;
+        Ok(())
+    };
+    check().map_err(ServiceError::Config)
+}
+
+/// `systemctl ARGS` with its messages ("Created symlink …") passed on; a failure is one line.
+fn systemctl(args: &[&str]) -> Result<(), ServiceError> {
+    let shown = args.join(" ");
+    let output =
+        Command::new("systemctl").arg("--no-ask-password").args(args).output().map_err(|e| {
+            ServiceError::Systemctl { args: shown.clone(), detail: format!("cannot run systemctl: {e}") }
+        })?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        let detail = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+        return Err(ServiceError::Systemctl { args: shown, detail: format!("{} ({detail})", output.status) });
+    }
+    for line in String::from_utf8_lossy(&output.stdout).lines().chain(stderr.lines()) {
+        println!("  {line}");
+    }
+    Ok(())
+}

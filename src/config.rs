@@ -60,8 +60,10 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         }
         let (key, _) = line.split_once('=').ok_or_else(|| fail(format!("expected `key = value`, found {:?}", line)))?;
         let key = key.trim().to_string();
-        // A multi-line array continues until its closing bracket.
-        while line.contains('[') && !line.contains(']') {
+        // A multi-line array continues until its closing bracket: the one that ends a line, not
+        // one inside a string such as "[2001:db8::53]:53/udp".
+        let is_array = line.split_once('=').is_some_and(|(_, v)| v.trim_start().starts_with('['));
+        while is_array && !line.ends_with(']') {
             let (_, next) = lines.next().ok_or_else(|| fail(format!("key {key:?}: array is never closed with ']'")))?;
             line.push(' ');
             line.push_str(strip_comment(next).trim());
@@ -208,6 +210,14 @@ target = "docker-user"
         assert_eq!(c.policy.nflog_group.as_deref(), Some("7"));
         assert_eq!(c.target.as_deref(), Some("docker-user"));
         assert_eq!(c.policy.block_host, Some(true));
+    }
+
+    #[test]
+    fn a_multi_line_array_may_hold_bracketed_ipv6_entries() {
+        let text = "allow = [\n  \"[2001:db8::53]:53/udp\",  # resolver\n  \"203.0.113.0/24\",\n]\nlog = true\n";
+        let c = parse("config.toml", text).unwrap();
+        assert_eq!(c.policy.allow, Some(vec!["[2001:db8::53]:53/udp".to_string(), "203.0.113.0/24".to_string()]));
+        assert_eq!(c.policy.log, Some(None));
     }
 
     #[test]

@@ -215,22 +215,10 @@ pub struct InstallServiceArgs {
     /// Start the service now too (`systemctl enable --now`)
     #[arg(long)]
     pub now: bool,
-    #[command(flatten)]
-    pub unit_dir: UnitDirArg,
 }
 
 #[derive(Debug, Args)]
-pub struct UninstallServiceArgs {
-    #[command(flatten)]
-    pub unit_dir: UnitDirArg,
-}
-
-#[derive(Debug, Args)]
-pub struct UnitDirArg {
-    /// For tests: use this directory instead of /etc/systemd/system, and never run systemctl
-    #[arg(long, value_name = "DIR", hide = true)]
-    pub unit_dir: Option<PathBuf>,
-}
+pub struct UninstallServiceArgs {}
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //! accepted by `systemd-analyze verify` without a warning; files that are not ours are never
 //! replaced or deleted; bad usage exits 2 and missing permission 3, each with one line.
 //!
-//! Every test writes into a directory of its own (the hidden `--unit-dir`, which also keeps
+//! Every test writes into a directory of its own (`EG_TEST_UNIT_DIR`, which also keeps
 //! systemctl from being run), or into a tmpfs mounted over /etc/systemd/system in a private
 //! mount namespace: the host's units are never touched.
 
@@ -34,8 +34,9 @@ impl TestDir {
         self.0.join(NAME)
     }
 
-    fn arg(&self) -> String {
-        format!("--unit-dir={}", self.0.display())
+    /// Runs `egress-guard ARGS` with the unit directory redirected here.
+    fn run(&self, args: &[&str]) -> Output {
+        egress_guard(args, Some(&self.0))
     }
 }
 
@@ -45,13 +46,15 @@ impl Drop for TestDir {
     }
 }
 
-/// Runs the binary with a restrictive umask, so the unit's 0644 is ours and not inherited.
-fn egress_guard(args: &[&str]) -> Output {
-    Command::new("sh")
-        .args(["-c", r#"umask 077 && exec "$0" "$@""#, BIN])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
+/// Runs the binary with a restrictive umask, so the unit's 0644 is ours and not inherited, and
+/// the unit directory redirected to `unit_dir` when given.
+fn egress_guard(args: &[&str], unit_dir: Option<&Path>) -> Output {
+    let mut command = Command::new("sh");
+    command.args(["-c", r#"umask 077 && exec "$0" "$@""#, BIN]).args(args).env_remove("EG_TEST_UNIT_DIR");
+    if let Some(dir) = unit_dir {
+        command.env("EG_TEST_UNIT_DIR", dir);
+    }
+    command.output().unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"))
 }
 
 fn stdout(out: &Output) -> String {
@@ -77,7 +80,7 @@ fn expected_unit(config: Option<&Path>) -> String {
 #[test]
 fn install_writes_the_generated_unit_mode_0644_and_reinstall_updates_it() {
     let dir = TestDir::new("install");
-    let out = egress_guard(&["install-service", &dir.arg(), "--binary", BIN]);
+    let out = dir.run(&["install-service", "--binary", BIN]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("wrote"), "{}", stdout(&out));
     assert!(stdout(&out).contains("systemctl is not run"), "{}", stdout(&out));
@@ -85,11 +88,11 @@ fn install_writes_the_generated_unit_mode_0644_and_reinstall_updates_it() {
     assert_eq!(fs::metadata(dir.unit()).unwrap().permissions().mode() & 0o7777, 0o644);
 
     // The same again changes nothing; with a config the unit passes it on.
-    let out = egress_guard(&["install-service", &dir.arg(), "--binary", BIN]);
+    let out = dir.run(&["install-service", "--binary", BIN]);
     assert!(stdout(&out).contains("unchanged"), "{}", stdout(&out));
     let config = dir.0.join("site.toml");
     fs::write(&config, "allow = [\"198.51.100.53:53/udp\"]\n").unwrap();
-    let out = egress_guard(&["install-service", &dir.arg(), "--binary", BIN, "--config", config.to_str().unwrap()]);
+    let out = dir.run(&["install-service", "--binary", BIN, "--config", config.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("updated"), "{}", stdout(&out));
     let text = fs::read_to_string(dir.unit()).unwrap();
@@ -102,21 +105,21 @@ fn install_writes_the_generated_unit_mode_0644_and_reinstall_updates_it() {
 #[test]
 fn uninstall_removes_our_unit_and_its_enable_links_and_nothing_else() {
     let dir = TestDir::new("uninstall");
-    assert!(egress_guard(&["install-service", &dir.arg(), "--binary", BIN]).status.success());
+    assert!(dir.run(&["install-service", "--binary", BIN]).status.success());
     // As an offline `systemctl enable` would have left them, and one link of someone else's.
     let wants = dir.0.join("multi-user.target.wants");
     fs::create_dir_all(&wants).unwrap();
     std::os::unix::fs::symlink(dir.unit(), wants.join(NAME)).unwrap();
     std::os::unix::fs::symlink("/lib/systemd/system/other.service", wants.join("other.service")).unwrap();
 
-    let out = egress_guard(&["uninstall-service", &dir.arg()]);
+    let out = dir.run(&["uninstall-service"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("stay in place"), "{}", stdout(&out));
     assert!(!dir.unit().exists());
     assert!(fs::symlink_metadata(wants.join(NAME)).is_err());
     assert!(fs::symlink_metadata(wants.join("other.service")).is_ok());
 
-    let out = egress_guard(&["uninstall-service", &dir.arg()]);
+    let out = dir.run(&["uninstall-service"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("nothing to remove"), "{}", stdout(&out));
 }
@@ -126,8 +129,8 @@ fn a_unit_we_did_not_write_is_neither_replaced_nor_deleted() {
     let dir = TestDir::new("foreign");
     let theirs = "[Unit]\nDescription=someone's own egress-guard unit\n\n[Service]\nExecStart=/bin/true\n";
     fs::write(dir.unit(), theirs).unwrap();
-    assert_fails(&egress_guard(&["install-service", &dir.arg(), "--binary", BIN]), 2, "not written by egress-guard");
-    assert_fails(&egress_guard(&["uninstall-service", &dir.arg()]), 2, "not written by egress-guard");
+    assert_fails(&dir.run(&["install-service", "--binary", BIN]), 2, "not written by egress-guard");
+    assert_fails(&dir.run(&["uninstall-service"]), 2, "not written by egress-guard");
     assert_eq!(fs::read_to_string(dir.unit()).unwrap(), theirs);
     // The marker is what makes a file ours, not the name.
     assert!(!theirs.contains(MARKER));
@@ -153,12 +156,12 @@ fn bad_usage_exits_2_with_one_line_and_writes_nothing() {
         (&["--binary", BIN, "--frobnicate"], "--frobnicate"),
     ];
     for (args, needle) in cases {
-        let mut all = vec!["install-service", "--unit-dir", dir.0.to_str().unwrap()];
+        let mut all = vec!["install-service"];
         all.extend_from_slice(args);
-        assert_fails(&egress_guard(&all), 2, needle);
+        assert_fails(&dir.run(&all), 2, needle);
         assert!(!dir.unit().exists(), "{args:?} wrote the unit");
     }
-    assert_fails(&egress_guard(&["uninstall-service", "--now"]), 2, "--now");
+    assert_fails(&dir.run(&["uninstall-service", "--now"]), 2, "--now");
 }
 
 /// Without root the unit directory cannot be written: exit 3, one line saying so, nothing changed.
@@ -170,13 +173,14 @@ fn without_permission_exit_3_says_run_as_root() {
         Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", BIN])
             .args(args)
+            .env("EG_TEST_UNIT_DIR", &dir.0)
             .output()
             .unwrap()
     };
-    assert_fails(&as_nobody(&["install-service", &dir.arg(), "--binary", BIN]), 3, "run as root");
+    assert_fails(&as_nobody(&["install-service", "--binary", BIN]), 3, "run as root");
     assert!(!dir.unit().exists());
-    assert!(egress_guard(&["install-service", &dir.arg(), "--binary", BIN]).status.success());
-    assert_fails(&as_nobody(&["uninstall-service", &dir.arg()]), 3, "run as root");
+    assert!(dir.run(&["install-service", "--binary", BIN]).status.success());
+    assert_fails(&as_nobody(&["uninstall-service"]), 3, "run as root");
     assert!(dir.unit().exists());
 }
 
@@ -199,6 +203,7 @@ fn without_systemd_the_unit_is_written_and_enabling_explained() {
     "#;
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c", script, BIN])
+        .env_remove("EG_TEST_UNIT_DIR")
         .output()
         .unwrap();
     let text = stdout(&out);
@@ -239,8 +244,7 @@ fn systemd_analyze_verify_accepts_the_unit_without_a_warning() {
     let binary = odd.join("egress-guard");
     std::os::unix::fs::symlink(BIN, &binary).unwrap();
     let units = dir.0.join("units");
-    let out =
-        egress_guard(&["install-service", "--unit-dir", units.to_str().unwrap(), "--binary", binary.to_str().unwrap()]);
+    let out = egress_guard(&["install-service", "--binary", binary.to_str().unwrap()], Some(&units));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(fs::read_to_string(units.join(NAME)).unwrap().contains("\"/"), "the odd path is quoted");
 

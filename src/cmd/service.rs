@@ -3,6 +3,10 @@
 //!
 //! Both report their own error line and return the exit code, so that they need nothing from
 //! `crate::error` beyond the config checks they share with the other commands.
+//!
+//! Tests set `EG_TEST_UNIT_DIR=DIR`: the unit goes there instead of /etc/systemd/system, and
+//! systemctl is never run. (An environment variable rather than a hidden flag, which shell
+//! completions would still offer.)
 
 use std::error::Error as _;
 use std::fs::{self, OpenOptions};
@@ -18,6 +22,9 @@ use crate::systemd::unit::{self, UnitError, UnitSpec};
 
 /// sd_booted(3): systemd is PID 1 exactly when this directory exists.
 const SYSTEMD_RUNNING: &str = "/run/systemd/system";
+
+/// Redirects the unit directory for tests (see the module comment).
+const TEST_UNIT_DIR: &str = "EG_TEST_UNIT_DIR";
 
 /// The units whose `.wants/` directories `systemctl enable` links us into ([Install] WantedBy=).
 const WANTED_BY: [&str; 2] = ["multi-user.target", "docker.service"];
@@ -84,8 +91,8 @@ pub fn install(args: InstallServiceArgs) -> i32 {
     report("install-service", run_install(&args))
 }
 
-pub fn uninstall(args: UninstallServiceArgs) -> i32 {
-    report("uninstall-service", run_uninstall(args.unit_dir.unit_dir.as_deref()))
+pub fn uninstall(_args: UninstallServiceArgs) -> i32 {
+    report("uninstall-service", run_uninstall(test_unit_dir().as_deref()))
 }
 
 /// Exit code 0, or the error's after printing it as one line with its causes.
@@ -99,6 +106,10 @@ fn report(command: &str, result: Result<(), ServiceError>) -> i32 {
     }
     eprintln!("{line}");
     err.exit_code()
+}
+
+fn test_unit_dir() -> Option<PathBuf> {
+    std::env::var_os(TEST_UNIT_DIR).filter(|d| !d.is_empty()).map(PathBuf::from)
 }
 
 /// Where the unit goes, and whether systemctl may be run (never with the test directory).
@@ -120,7 +131,8 @@ fn run_install(args: &InstallServiceArgs) -> Result<(), ServiceError> {
     check_executable(&binary)?;
     check_config(config.as_deref())?;
 
-    let (path, systemd) = place(args.unit_dir.unit_dir.as_deref());
+    let test_dir = test_unit_dir();
+    let (path, systemd) = place(test_dir.as_deref());
     let dir = path.parent().unwrap_or(Path::new("/"));
     fs::create_dir_all(dir).map_err(|e| ServiceError::io("create", dir, e))?;
     let wrote = match read_ours(&path)? {
@@ -138,13 +150,13 @@ fn run_install(args: &InstallServiceArgs) -> Result<(), ServiceError> {
 
     if !systemd {
         let enable = if args.now { "enable --now" } else { "enable" };
-        if args.unit_dir.unit_dir.is_none() {
+        if test_dir.is_none() {
             println!(
                 "install-service: systemd is not running here ({SYSTEMD_RUNNING} is absent), so nothing is enabled;"
             );
             println!("  where it runs: systemctl daemon-reload && systemctl {enable} {}", unit::NAME);
         } else {
-            println!("install-service: --unit-dir given, so systemctl is not run");
+            println!("install-service: {TEST_UNIT_DIR} is set, so systemctl is not run");
         }
         return Ok(());
     }

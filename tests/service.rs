@@ -11,39 +11,88 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use egress_guard::systemd::unit::{unit_text, UnitSpec, MARKER, NAME};
+use egress_guard::systemd::unit::{check_visible, unit_text, UnitSpec, MARKER, NAME};
 
-use crate::harness::require_kernel;
+use crate::harness::{kernel_tests_enabled, require_kernel};
 
 const BIN: &str = env!("CARGO_BIN_EXE_egress-guard");
 
-/// A directory under cargo's target/tmp (not /tmp: the unit's PrivateTmp= refuses paths there),
-/// removed on drop.
-struct TestDir(PathBuf);
+/// A directory of the test's own, removed on drop, and a binary the unit may run. Both must lie
+/// where the unit's sandbox can see (not under /home, /root or /tmp): cargo's target/tmp when the
+/// checkout is such a place, else /run (root only), with a copy of the binary.
+struct TestDir {
+    path: PathBuf,
+    bin: PathBuf,
+}
 
 impl TestDir {
-    fn new(name: &str) -> TestDir {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("eg-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        TestDir(dir)
+    /// `None` (the test skips, saying why) where only root could make such a directory and we are not.
+    fn new(name: &str) -> Option<TestDir> {
+        let target_tmp = fs::canonicalize(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let visible = check_visible("dir", &target_tmp).is_ok();
+        if !visible && !kernel_tests_enabled() {
+            return None;
+        }
+        let parent = if visible { target_tmp } else { PathBuf::from("/run") };
+        let path = parent.join(format!("eg-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut dir = TestDir { bin: PathBuf::from(BIN), path };
+        if check_visible("binary", &fs::canonicalize(BIN).unwrap()).is_err() {
+            dir.bin = dir.path.join("egress-guard");
+            fs::copy(BIN, &dir.bin).unwrap();
+        }
+        Some(dir)
     }
 
     fn unit(&self) -> PathBuf {
-        self.0.join(NAME)
+        self.path.join(NAME)
+    }
+
+    fn bin(&self) -> &str {
+        self.bin.to_str().unwrap()
     }
 
     /// Runs `egress-guard ARGS` with the unit directory redirected here.
     fn run(&self, args: &[&str]) -> Output {
-        egress_guard(args, Some(&self.0))
+        egress_guard(args, Some(&self.path))
+    }
+
+    /// The unit install-service should write for our binary.
+    fn expected_unit(&self, config: Option<&Path>) -> String {
+        unit_text(&UnitSpec { binary: &self.bin, config }).unwrap()
+    }
+
+    /// The files in the directory, but the binary's copy.
+    fn count(&self) -> usize {
+        fs::read_dir(&self.path).unwrap().filter(|e| e.as_ref().unwrap().path() != self.bin).count()
     }
 }
 
 impl Drop for TestDir {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        let _ = fs::remove_dir_all(&self.path);
     }
+}
+
+/// A file removed on drop.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// A [`TestDir`], or return from the test (it said why it skips).
+macro_rules! test_dir {
+    ($name:expr) => {
+        match TestDir::new($name) {
+            Some(dir) => dir,
+            None => return,
+        }
+    };
 }
 
 /// Runs the binary with a restrictive umask, so the unit's 0644 is ours and not inherited, and
@@ -73,41 +122,37 @@ fn assert_fails(out: &Output, code: i32, needle: &str) {
     assert!(err.contains(needle), "{needle:?} not in: {err}");
 }
 
-fn expected_unit(config: Option<&Path>) -> String {
-    unit_text(&UnitSpec { binary: Path::new(BIN), config }).unwrap()
-}
-
 #[test]
 fn install_writes_the_generated_unit_mode_0644_and_reinstall_updates_it() {
-    let dir = TestDir::new("install");
-    let out = dir.run(&["install-service", "--binary", BIN]);
+    let dir = test_dir!("install");
+    let out = dir.run(&["install-service", "--binary", dir.bin()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("wrote"), "{}", stdout(&out));
     assert!(stdout(&out).contains("systemctl is not run"), "{}", stdout(&out));
-    assert_eq!(fs::read_to_string(dir.unit()).unwrap(), expected_unit(None));
+    assert_eq!(fs::read_to_string(dir.unit()).unwrap(), dir.expected_unit(None));
     assert_eq!(fs::metadata(dir.unit()).unwrap().permissions().mode() & 0o7777, 0o644);
 
     // The same again changes nothing; with a config the unit passes it on.
-    let out = dir.run(&["install-service", "--binary", BIN]);
+    let out = dir.run(&["install-service", "--binary", dir.bin()]);
     assert!(stdout(&out).contains("unchanged"), "{}", stdout(&out));
-    let config = dir.0.join("site.toml");
+    let config = dir.path.join("site.toml");
     fs::write(&config, "allow = [\"198.51.100.53:53/udp\"]\n").unwrap();
-    let out = dir.run(&["install-service", "--binary", BIN, "--config", config.to_str().unwrap()]);
+    let out = dir.run(&["install-service", "--binary", dir.bin(), "--config", config.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("updated"), "{}", stdout(&out));
     let text = fs::read_to_string(dir.unit()).unwrap();
-    assert_eq!(text, expected_unit(Some(&config)));
-    assert!(text.contains(&format!("ExecStart={BIN} watch --config {}\n", config.display())), "{text}");
+    assert_eq!(text, dir.expected_unit(Some(&config)));
+    assert!(text.contains(&format!("ExecStart={} watch --config {}\n", dir.bin(), config.display())), "{text}");
     // No temp file is left beside it.
-    assert_eq!(fs::read_dir(&dir.0).unwrap().count(), 2);
+    assert_eq!(dir.count(), 2);
 }
 
 #[test]
 fn uninstall_removes_our_unit_and_its_enable_links_and_nothing_else() {
-    let dir = TestDir::new("uninstall");
-    assert!(dir.run(&["install-service", "--binary", BIN]).status.success());
+    let dir = test_dir!("uninstall");
+    assert!(dir.run(&["install-service", "--binary", dir.bin()]).status.success());
     // As an offline `systemctl enable` would have left them, and one link of someone else's.
-    let wants = dir.0.join("multi-user.target.wants");
+    let wants = dir.path.join("multi-user.target.wants");
     fs::create_dir_all(&wants).unwrap();
     std::os::unix::fs::symlink(dir.unit(), wants.join(NAME)).unwrap();
     std::os::unix::fs::symlink("/lib/systemd/system/other.service", wants.join("other.service")).unwrap();
@@ -126,10 +171,10 @@ fn uninstall_removes_our_unit_and_its_enable_links_and_nothing_else() {
 
 #[test]
 fn a_unit_we_did_not_write_is_neither_replaced_nor_deleted() {
-    let dir = TestDir::new("foreign");
+    let dir = test_dir!("foreign");
     let theirs = "[Unit]\nDescription=someone's own egress-guard unit\n\n[Service]\nExecStart=/bin/true\n";
     fs::write(dir.unit(), theirs).unwrap();
-    assert_fails(&dir.run(&["install-service", "--binary", BIN]), 2, "not written by egress-guard");
+    assert_fails(&dir.run(&["install-service", "--binary", dir.bin()]), 2, "not written by egress-guard");
     assert_fails(&dir.run(&["uninstall-service"]), 2, "not written by egress-guard");
     assert_eq!(fs::read_to_string(dir.unit()).unwrap(), theirs);
     // The marker is what makes a file ours, not the name.
@@ -138,22 +183,31 @@ fn a_unit_we_did_not_write_is_neither_replaced_nor_deleted() {
 
 #[test]
 fn bad_usage_exits_2_with_one_line_and_writes_nothing() {
-    let dir = TestDir::new("usage");
-    let bad_config = dir.0.join("bad.toml");
+    let dir = test_dir!("usage");
+    let bad_config = dir.path.join("bad.toml");
     fs::write(&bad_config, "ifac = [\"docker0\"]\n").unwrap();
-    let bad_policy = dir.0.join("bad-policy.toml");
+    let bad_policy = dir.path.join("bad-policy.toml");
     fs::write(&bad_policy, "subnet = [\"172.17.0.0/12\"]\n").unwrap();
-    let not_executable = dir.0.join("not-executable");
+    let not_executable = dir.path.join("not-executable");
     fs::write(&not_executable, "").unwrap();
+    // A link to a binary in /tmp: systemd would follow it into the private /tmp, and find nothing.
+    let in_tmp = RemoveOnDrop(std::env::temp_dir().join(format!("eg-{}-service-bin", std::process::id())));
+    fs::copy(BIN, &in_tmp.0).unwrap();
+    let link = dir.path.join("link-to-tmp");
+    std::os::unix::fs::symlink(&in_tmp.0, &link).unwrap();
     let cases: &[(&[&str], &str)] = &[
         (&["--binary", "/root/egress-guard/target/release/egress-guard"], "ProtectHome=yes"),
         (&["--binary", "/tmp/egress-guard"], "PrivateTmp=yes"),
         (&["--binary", "/nonexistent/egress-guard"], "not an executable file"),
         (&["--binary", not_executable.to_str().unwrap()], "not an executable file"),
-        (&["--binary", BIN, "--config", "/nonexistent/config.toml"], "cannot read config /nonexistent/config.toml"),
-        (&["--binary", BIN, "--config", bad_config.to_str().unwrap()], "unknown key \"ifac\""),
-        (&["--binary", BIN, "--config", bad_policy.to_str().unwrap()], "172.16.0.0/12"),
-        (&["--binary", BIN, "--frobnicate"], "--frobnicate"),
+        (&["--binary", link.to_str().unwrap()], "PrivateTmp=yes"),
+        (
+            &["--binary", dir.bin(), "--config", "/nonexistent/config.toml"],
+            "cannot read config /nonexistent/config.toml",
+        ),
+        (&["--binary", dir.bin(), "--config", bad_config.to_str().unwrap()], "unknown key \"ifac\""),
+        (&["--binary", dir.bin(), "--config", bad_policy.to_str().unwrap()], "172.16.0.0/12"),
+        (&["--binary", dir.bin(), "--frobnicate"], "--frobnicate"),
     ];
     for (args, needle) in cases {
         let mut all = vec!["install-service"];
@@ -168,18 +222,18 @@ fn bad_usage_exits_2_with_one_line_and_writes_nothing() {
 #[test]
 fn without_permission_exit_3_says_run_as_root() {
     require_kernel!();
-    let dir = TestDir::new("perm");
+    let dir = test_dir!("perm");
     let as_nobody = |args: &[&str]| {
         Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", BIN])
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", dir.bin()])
             .args(args)
-            .env("EG_TEST_UNIT_DIR", &dir.0)
+            .env("EG_TEST_UNIT_DIR", &dir.path)
             .output()
             .unwrap()
     };
-    assert_fails(&as_nobody(&["install-service", "--binary", BIN]), 3, "run as root");
+    assert_fails(&as_nobody(&["install-service", "--binary", dir.bin()]), 3, "run as root");
     assert!(!dir.unit().exists());
-    assert!(dir.run(&["install-service", "--binary", BIN]).status.success());
+    assert!(dir.run(&["install-service", "--binary", dir.bin()]).status.success());
     assert_fails(&as_nobody(&["uninstall-service"]), 3, "run as root");
     assert!(dir.unit().exists());
 }
@@ -190,6 +244,7 @@ fn without_permission_exit_3_says_run_as_root() {
 #[test]
 fn without_systemd_the_unit_is_written_and_enabling_explained() {
     require_kernel!();
+    let dir = test_dir!("no-systemd");
     // /run/systemd is hidden too, in case this runs where systemd is PID 1: systemctl must not run.
     let script = r#"
         set -e
@@ -202,7 +257,7 @@ fn without_systemd_the_unit_is_written_and_enabling_explained() {
         test ! -e /etc/systemd/system/egress-guard.service && echo gone
     "#;
     let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script, BIN])
+        .args(["--mount", "--propagation", "private", "sh", "-c", script, dir.bin()])
         .env_remove("EG_TEST_UNIT_DIR")
         .output()
         .unwrap();
@@ -238,12 +293,13 @@ fn systemd_analyze_verify_accepts_the_unit_without_a_warning() {
     if !have_systemd_analyze() {
         return;
     }
-    let dir = TestDir::new("verify");
-    let odd = dir.0.join("my tools 100% $HOME");
+    let dir = test_dir!("verify");
+    let odd = dir.path.join("my tools 100% $HOME");
     fs::create_dir_all(&odd).unwrap();
     let binary = odd.join("egress-guard");
-    std::os::unix::fs::symlink(BIN, &binary).unwrap();
-    let units = dir.0.join("units");
+    // A copy, not a link: install-service checks where links lead, and BIN may be under /root.
+    fs::copy(BIN, &binary).unwrap();
+    let units = dir.path.join("units");
     let out = egress_guard(&["install-service", "--binary", binary.to_str().unwrap()], Some(&units));
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(fs::read_to_string(units.join(NAME)).unwrap().contains("\"/"), "the odd path is quoted");
@@ -257,7 +313,7 @@ fn systemd_analyze_verify_accepts_the_unit_without_a_warning() {
 
     // A broken ExecStart path is what verify would report: the check above can fail.
     let broken = fs::read_to_string(units.join(NAME)).unwrap().replace("100%%", "99%%");
-    let broken_dir = dir.0.join("broken");
+    let broken_dir = dir.path.join("broken");
     fs::create_dir_all(&broken_dir).unwrap();
     fs::write(broken_dir.join(NAME), broken).unwrap();
     let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).arg(broken_dir.join(NAME)).output().unwrap();
@@ -271,8 +327,8 @@ fn systemd_analyze_security_rates_the_sandbox_ok() {
     if !have_systemd_analyze() {
         return;
     }
-    let dir = TestDir::new("security");
-    fs::write(dir.unit(), expected_unit(None)).unwrap();
+    let dir = test_dir!("security");
+    fs::write(dir.unit(), dir.expected_unit(None)).unwrap();
     let out = Command::new("systemd-analyze").args(["security", "--offline=yes"]).arg(dir.unit()).output().unwrap();
     let text = stdout(&out);
     assert!(out.status.success(), "{}{text}", stderr(&out));

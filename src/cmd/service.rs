@@ -130,6 +130,12 @@ fn run_install(args: &InstallServiceArgs) -> Result<(), ServiceError> {
     let text = unit::unit_text(&UnitSpec { binary: &binary, config: config.as_deref() })?;
     check_executable(&binary)?;
     check_config(config.as_deref())?;
+    // Where the links lead: systemd follows them, into the same sandbox.
+    for (what, path) in [("binary", Some(&binary)), ("config", config.as_ref())] {
+        if let Some(real) = path.and_then(|p| fs::canonicalize(p).ok()) {
+            unit::check_visible(what, &real)?;
+        }
+    }
 
     let test_dir = test_unit_dir();
     let (path, systemd) = place(test_dir.as_deref());

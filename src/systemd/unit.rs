@@ -86,10 +86,18 @@ fn exec_word(what: &'static str, path: &Path, word: Word) -> Result<String, Unit
     if !path.is_absolute() {
         return Err(UnitError::NotAbsolute { what, path: shown });
     }
-    if let Some((dir, why)) = HIDDEN.iter().find(|(dir, _)| path.starts_with(dir)) {
-        return Err(UnitError::Hidden { what, path: shown, dir, why });
-    }
+    check_visible(what, path)?;
     Ok(quote(text, word))
+}
+
+/// Whether the service's sandbox lets it see `path`. The unit is checked with the paths as
+/// written; the caller checks their real locations (symlinks resolved) as well, since a link
+/// into /root would be followed into a directory the service cannot see.
+pub fn check_visible(what: &'static str, path: &Path) -> Result<(), UnitError> {
+    match HIDDEN.iter().find(|(dir, _)| path.starts_with(dir)) {
+        Some((dir, why)) => Err(UnitError::Hidden { what, path: path.display().to_string(), dir, why }),
+        None => Ok(()),
+    }
 }
 
 /// `%` (specifiers) is doubled everywhere, `$` (variables) in arguments; a word with anything

@@ -148,8 +148,9 @@ StartLimitIntervalSec=0
 Type=notify
 NotifyAccess=main
 ExecStart={EXEC_START}
-# Reload = re-read the config and apply it.
-ExecReload=/bin/kill -HUP $MAINPID
+# Reload = SIGHUP: watch re-reads the config and applies it. The shell's own kill, since /bin/kill
+# (procps) is missing on minimal systems; systemd passes $MAINPID to reload commands.
+ExecReload=/bin/sh -c 'kill -HUP "$MAINPID"'
 Restart=always
 RestartSec=5s
 # Exit status 2 is bad usage or config: restarting cannot cure it (the journal says what is wrong).
@@ -284,7 +285,7 @@ mod tests {
         }
         assert_eq!(values(&text, "Service", "Type"), ["notify"]);
         assert_eq!(values(&text, "Service", "Restart"), ["always"]);
-        assert_eq!(values(&text, "Service", "ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+        assert_eq!(values(&text, "Service", "ExecReload"), [r#"/bin/sh -c 'kill -HUP "$MAINPID"'"#]);
     }
 
     #[test]

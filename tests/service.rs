@@ -76,6 +76,20 @@ impl Drop for TestDir {
     }
 }
 
+/// `command.output()` for a command that execs a binary this test process copied. Exec of a
+/// freshly written file fails with ETXTBSY while a child forked meanwhile by another test thread
+/// still holds the writing descriptor (until that child's own exec closes it): try again then.
+fn output_of_copy(command: &mut Command) -> Output {
+    for _ in 0..20 {
+        let out = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+        if !stderr(&out).contains("Text file busy") {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("{command:?}: Text file busy, 20 times");
+}
+
 /// A file removed on drop.
 struct RemoveOnDrop(PathBuf);
 
@@ -224,12 +238,9 @@ fn without_permission_exit_3_says_run_as_root() {
     require_kernel!();
     let dir = test_dir!("perm");
     let as_nobody = |args: &[&str]| {
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", dir.bin()])
-            .args(args)
-            .env("EG_TEST_UNIT_DIR", &dir.path)
-            .output()
-            .unwrap()
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", dir.bin()]).args(args);
+        output_of_copy(command.env("EG_TEST_UNIT_DIR", &dir.path))
     };
     assert_fails(&as_nobody(&["install-service", "--binary", dir.bin()]), 3, "run as root");
     assert!(!dir.unit().exists());
@@ -256,11 +267,9 @@ fn without_systemd_the_unit_is_written_and_enabling_explained() {
         "$0" uninstall-service
         test ! -e /etc/systemd/system/egress-guard.service && echo gone
     "#;
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script, dir.bin()])
-        .env_remove("EG_TEST_UNIT_DIR")
-        .output()
-        .unwrap();
+    let mut command = Command::new("unshare");
+    command.args(["--mount", "--propagation", "private", "sh", "-c", script, dir.bin()]);
+    let out = output_of_copy(command.env_remove("EG_TEST_UNIT_DIR"));
     let text = stdout(&out);
     assert!(out.status.success(), "{}\n{text}", stderr(&out));
     assert!(text.contains("wrote /etc/systemd/system/egress-guard.service"), "{text}");

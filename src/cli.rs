@@ -2,6 +2,8 @@
 //! clap as it is parsed, with the same functions the config file uses, into the policy's own
 //! types (`ValueEnum`s and value parsers); `cmd` merges flags with the config file.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
@@ -53,6 +55,21 @@ pub enum Command {
     Check(CheckArgs),
     /// Apply, then heal whenever another program changes the ruleset; runs until stopped
     Watch(WatchArgs),
+    /// Run `watch` as a systemd service: write egress-guard.service and enable it
+    ///
+    /// Writes /etc/systemd/system/egress-guard.service, which runs `egress-guard watch` at boot
+    /// before dockerd and containerd start (so no container starts unguarded), restarts it if it
+    /// dies, and confines it to netlink with CAP_NET_ADMIN; then `systemctl daemon-reload` and
+    /// `systemctl enable`. Where systemd is not running, the unit is written and the commands to
+    /// enable it are printed. Running it again rewrites the unit (after an upgrade, say).
+    /// Exit codes: 2 bad usage (nothing changed), 3 no permission (run as root).
+    InstallService(InstallServiceArgs),
+    /// Stop, disable and delete the unit install-service wrote; the guard stays in place
+    ///
+    /// Deletes only a unit install-service wrote (it carries a marker line); the rules stay in
+    /// the kernel until `egress-guard remove`. Exit codes: 2 the unit is not ours (nothing
+    /// changed), 3 no permission (run as root).
+    UninstallService(UninstallServiceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -210,6 +227,24 @@ impl PolicyArgs {
     }
 }
 
+#[derive(Debug, Args)]
+pub struct InstallServiceArgs {
+    /// The service runs `watch --config PATH` (checked now, so a typo shows here and not at
+    /// boot). Default: watch reads /etc/egress-guard/config.toml when present
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The binary the unit runs (default: this one). Not under /home, /root or /tmp: the
+    /// service's sandbox hides them
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Start the service now too (`systemctl enable --now`)
+    #[arg(long)]
+    pub now: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallServiceArgs {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,7 +313,7 @@ mod tests {
                     Command::Status(a) => Some(&a.policy),
                     Command::Check(a) => Some(&a.policy),
                     Command::Watch(a) => Some(&a.policy),
-                    Command::Remove(_) => None,
+                    Command::Remove(_) | Command::InstallService(_) | Command::UninstallService(_) => None,
                 };
                 if let Some(p) = policy {
                     p.spec().resolve().unwrap_or_else(|e| panic!("{doc}: {line}\n{e}"));

@@ -37,6 +37,9 @@ pub enum Error {
     /// The kernel refused a request, or answered something we cannot read.
     #[error(transparent)]
     Kernel(NlError),
+    /// `install-service` / `uninstall-service` could not do their part.
+    #[error(transparent)]
+    Service(#[from] crate::cmd::service::ServiceError),
     /// Other writers kept committing between our read and our batch.
     #[error("gave up after {0} attempts: another program kept changing the ruleset; run the command again")]
     GaveUp(u32),
@@ -51,6 +54,7 @@ impl Error {
                 ExitCode::Kernel
             }
             Error::GaveUp(_) => ExitCode::GaveUp,
+            Error::Service(e) => e.exit_code(),
         }
     }
 }

@@ -20,4 +20,5 @@ pub mod nft;
 pub mod policy;
 pub mod report;
 pub mod rules;
+pub mod systemd;
 pub mod transact;

@@ -12,6 +12,7 @@ mod docker_follow;
 mod guard_traffic;
 mod iptables_compat;
 mod policy_options;
+mod service;
 mod status_check;
 mod table_target;
 mod watch;

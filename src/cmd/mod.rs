@@ -4,6 +4,7 @@
 mod apply;
 mod check;
 mod remove;
+pub mod service;
 mod status;
 mod watch;
 
@@ -35,6 +36,8 @@ pub fn run(command: Command) -> Result<Done, Error> {
         Command::Status(args) => status::run(args),
         Command::Check(args) => check::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::InstallService(args) => service::install(args),
+        Command::UninstallService(args) => service::uninstall(args),
     }
 }
 

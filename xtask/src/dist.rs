@@ -1,10 +1,12 @@
 //! `cargo xtask dist`: the static release binary in `target/dist`, proven to need nothing but a
 //! kernel: no ELF interpreter or shared library, and (as root) it works from an empty chroot.
+//! Beside it go the man pages, shell completions, systemd unit and sample config (the
+//! `dist-docs` binary makes them from egress-guard's own definitions), and a tarball of it all.
 
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::child::run_quiet;
 use crate::netns::Netns;
@@ -16,11 +18,28 @@ const PT_INTERP: u32 = 3;
 const DT_NULL: u64 = 0;
 const DT_NEEDED: u64 = 1;
 
-/// Builds, copies to `target/dist/egress-guard`, and checks the copy.
+/// The binary must stay small enough to drop onto any host (DESIGN.md).
+const MAX_BINARY: u64 = 4 * 1024 * 1024;
+
+/// Builds, copies to `target/dist/egress-guard`, checks the copy, adds the generated files and
+/// packs the tarball.
 pub fn dist() -> TaskResult {
+    crate::prereq::check_build("dist").map_err(Some)?;
     let binary = build()?;
     check_static(&binary).map_err(|e| Some(format!("{}: {e}", binary.display())))?;
     println!("dist: {} is static (no ELF interpreter, no needed libraries)", binary.display());
+    let size = fs::metadata(&binary).map_err(|e| Some(format!("{}: {e}", binary.display())))?.len();
+    if size > MAX_BINARY {
+        return Err(Some(format!("{} is {}, over the 4 MiB limit", binary.display(), human(size))));
+    }
+    let dist = binary.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let mut files = vec![PathBuf::from("egress-guard")];
+    files.extend(docs(&dist)?);
+    let tarball = tarball(&dist, &files).map_err(|e| Some(format!("tarball: {e}")))?;
+    for file in files.iter().chain([&tarball]) {
+        let size = fs::metadata(dist.join(file)).map(|m| m.len()).unwrap_or(0);
+        println!("dist: {:>9}  {}", human(size), dist.join(file).display());
+    }
     if !crate::prereq::is_root() {
         println!("dist: not root, so the empty-chroot check is skipped");
         return Ok(());
@@ -28,6 +47,59 @@ pub fn dist() -> TaskResult {
     chroot_check(&binary).map_err(|e| Some(format!("empty-chroot check: {e}")))?;
     println!("dist: from an empty chroot, `status` and `apply --netns` work");
     Ok(())
+}
+
+/// Runs `dist-docs` (xtask's binary with the `docs` feature, which links egress-guard's library
+/// for its clap definitions) and returns the files it wrote, relative to `dist`.
+fn docs(dist: &Path) -> Result<Vec<PathBuf>, Option<String>> {
+    let mut command =
+        cargo(&["run", "--quiet", "--package", "xtask", "--features", "docs", "--bin", "dist-docs", "--"]);
+    // Not run_quiet: the first run compiles egress-guard's library, which outlasts its limit.
+    command.arg(dist).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let output = command.output().map_err(|e| Some(format!("cannot run {command:?}: {e}")))?;
+    if !output.status.success() {
+        return Err(Some(format!("dist-docs failed ({})", output.status)));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).lines().map(PathBuf::from).collect())
+}
+
+/// `egress-guard-<version>-<arch>.tar.gz` in `dist`, holding `files` under a directory of the
+/// same name, owned by root; its listing is checked against `files`.
+fn tarball(dist: &Path, files: &[PathBuf]) -> Result<PathBuf, String> {
+    let version = run_quiet(Command::new(dist.join("egress-guard")).arg("--version"))?;
+    let version = version.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+    let triple = host_triple()?;
+    let arch = triple.split('-').next().unwrap_or("unknown");
+    let name = format!("egress-guard-{version}-{arch}");
+    let tarball = PathBuf::from(format!("{name}.tar.gz"));
+    let mut command = Command::new("tar");
+    command
+        .args(["--create", "--file"])
+        .arg(dist.join(&tarball))
+        .args(["--use-compress-program", "gzip -9n", "--sort=name", "--owner=0", "--group=0", "--numeric-owner"])
+        .arg(format!("--transform=s,^,{name}/,"))
+        .arg("--directory")
+        .arg(dist)
+        .args(files);
+    run_quiet(&mut command)?;
+    let listing = run_quiet(Command::new("tar").arg("--list").arg("--file").arg(dist.join(&tarball)))?;
+    let mut listed: Vec<&str> = listing.lines().collect();
+    let mut expected: Vec<String> = files.iter().map(|f| format!("{name}/{}", f.display())).collect();
+    listed.sort();
+    expected.sort();
+    if listed != expected {
+        return Err(format!("it holds {listed:?}, not {expected:?}"));
+    }
+    Ok(tarball)
+}
+
+/// `3.1 MiB`, `5.2 KiB`, `812 B`.
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1024 * 1024 => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+        b if b >= 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
 }
 
 /// The release build with the C library linked in, copied to `target/dist/egress-guard`.
@@ -195,6 +267,13 @@ mod tests {
         let me = env::current_exe().unwrap();
         let err = check_static(&me).unwrap_err();
         assert!(err.contains("PT_INTERP"), "{err}");
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human(812), "812 B");
+        assert_eq!(human(5325), "5.2 KiB");
+        assert_eq!(human(3 * 1024 * 1024 + 150 * 1024), "3.1 MiB");
     }
 
     #[test]

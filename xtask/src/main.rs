@@ -14,11 +14,11 @@ use std::process::{Command, ExitCode, Stdio};
 
 /// Every task with a one-line description, in the order `cargo xtask` lists them.
 const TASKS: &[(&str, &str)] = &[
-    ("test", "check prerequisites, then run every test, kernel tests included (needs root)"),
+    ("test", "install or name missing prerequisites, then run every test, kernel tests included (root)"),
     ("e2e", "the suite against a real dockerd in a namespace of its own (root; skips only without dockerd)"),
     ("ci", "exactly what CI runs: format and lint checks if installed, build, test, e2e, dist"),
     ("bench", "time apply/check next to `nft -f` and the iptables recipe, in fresh namespaces (root)"),
-    ("dist", "static release binary in target/dist, checked: no shared libraries, runs from an empty chroot"),
+    ("dist", "target/dist: static binary (checked), man pages, completions, unit, sample config, tarball"),
 ];
 
 /// What a task reports when it fails: the message, or nothing when cargo already said why.
@@ -73,7 +73,8 @@ fn test(args: &[String]) -> TaskResult {
 
 fn run_tests(args: &[String]) -> Result<Totals, Option<String>> {
     prereq::check_for("test").map_err(Some)?;
-    let mut command = cargo(&["test", "--workspace"]);
+    // --all-features: xtask's `docs` feature brings the dist-docs binary and its tests.
+    let mut command = cargo(&["test", "--workspace", "--all-features"]);
     command.args(args);
     run_counted(command)
 }
@@ -156,12 +157,14 @@ impl std::fmt::Display for Totals {
 
 /// CI: `.ci/run` calls this and nothing else, so a developer can reproduce CI exactly.
 fn ci() -> TaskResult {
+    // First, as everything below builds egress-guard (and as root installs what is missing).
+    prereq::check_for("ci").map_err(Some)?;
     // Style and lints fail CI where the toolchain has them (a bare toolchain may lack both).
     if prereq::cargo_has("fmt") {
         run(cargo(&["fmt", "--all", "--check"]))?;
     }
     if prereq::cargo_has("clippy") {
-        run(cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+        run(cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]))?;
         // `--all-targets` leaves out test targets marked `test = false`, as e2e is.
         run(cargo(&["clippy", "--package", "egress-guard", "--test", "e2e", "--", "-D", "warnings"]))?;
     }

@@ -1,8 +1,15 @@
 //! `egress-guard watch`: apply, then heal whenever someone else changes the ruleset (an
 //! `iptables -F`, a firewalld reload, `systemctl reload nftables`), and check again every
-//! `--interval` seconds in case a notification was lost. Runs until killed.
+//! `--interval` seconds in case a notification was lost. As a systemd service it says READY
+//! after the first apply, keeps the watchdog fed, re-reads its config on SIGHUP (a bad one is
+//! reported and the running policy stays) and exits 0 on SIGTERM, leaving the guard in place.
 
-use std::time::Duration;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::{say, warn, Done};
 use crate::backend::table::OwnTable;
@@ -11,46 +18,278 @@ use crate::cli::WatchArgs;
 use crate::error::Error;
 use crate::nft::monitor::{Monitor, Wake};
 use crate::nft::socket::Netlink;
+use crate::nft::NlError;
 use crate::policy::Policy;
+use crate::systemd::notify::Notifier;
 use crate::transact;
+
+/// Rewrites of our rules within this window, in answer to other programs' changes, that make
+/// a fight: someone keeps changing our rules back.
+const FIGHT_WINDOW: Duration = Duration::from_secs(2);
+const FIGHT_REWRITES: usize = 5;
+/// While fighting, a heal waits this long, doubled each time, up to the maximum.
+const FIGHT_FIRST_DELAY: Duration = Duration::from_millis(100);
+const FIGHT_MAX_DELAY: Duration = Duration::from_secs(10);
+/// A fight is reported at most this often.
+const FIGHT_REPORT_EVERY: Duration = Duration::from_secs(60);
 
 pub fn run(args: WatchArgs) -> Result<Done, Error> {
     let (policy, target) = super::resolve(&args.policy)?;
-    let mut nl = super::connect(&args.netns)?;
+    // Blocked before any thread starts, so they all inherit the mask and the signals wait in
+    // the signalfd for the loop to read them.
+    let signals = block_signals()?;
+    let nl = super::connect(&args.netns)?;
     // Subscribe before the first apply, so no change between the two goes unseen.
-    let mut monitor = Monitor::open(Duration::from_secs(args.interval))?;
-    say(&format!("egress-guard: watching (every change, and every {} s)", args.interval));
-    heal(&mut nl, &policy, target, "start")?;
-    loop {
-        let why = match monitor.wait()? {
-            Wake::OwnChange => continue,
-            Wake::Changed => "the ruleset changed",
-            Wake::Quiet => "periodic check",
-            Wake::Overrun => "notifications were lost",
+    let monitor = Monitor::open(Duration::from_secs(args.interval))?;
+    let mut daemon = Daemon {
+        nl,
+        monitor,
+        signals,
+        policy,
+        target,
+        interval: Duration::from_secs(args.interval),
+        notify: Notifier::from_env(),
+        fight: Fight::default(),
+        args,
+    };
+    daemon.run()
+}
+
+struct Daemon {
+    nl: Netlink,
+    monitor: Monitor,
+    signals: SignalFd,
+    policy: Policy,
+    target: Target,
+    interval: Duration,
+    notify: Notifier,
+    fight: Fight,
+    /// For re-reading the config on SIGHUP.
+    args: WatchArgs,
+}
+
+/// What the loop was woken by.
+enum Event {
+    Signal(Signal),
+    Ruleset(Wake),
+    Timeout,
+}
+
+impl Daemon {
+    fn run(&mut self) -> Result<Done, Error> {
+        say(&format!("egress-guard: watching (every change, and every {} s)", self.interval.as_secs()));
+        let status = self.heal("start", false)?;
+        self.tell(self.notify.ready(&status));
+        let mut last_check = Instant::now();
+        let mut pending: Option<(Instant, &'static str)> = None;
+        loop {
+            let until_check = self.interval.saturating_sub(last_check.elapsed());
+            let until_heal = pending.map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            let ping = self.notify.ping_every();
+            let timeout = [Some(until_check), until_heal, ping].into_iter().flatten().min().unwrap_or(until_check);
+            let event = self.wait(timeout)?;
+            self.tell(self.notify.watchdog());
+            let why = match event {
+                Event::Signal(Signal::SIGHUP) => {
+                    self.reload();
+                    continue;
+                }
+                Event::Signal(_) => {
+                    self.tell(
+                        self.notify.stopping("stopping; the guard stays in place (egress-guard remove takes it away)"),
+                    );
+                    say("egress-guard: stopping; the guard stays in place");
+                    return Ok(Done::default());
+                }
+                Event::Ruleset(Wake::OwnChange | Wake::Quiet) => None,
+                Event::Ruleset(Wake::Changed) => Some("the ruleset changed"),
+                Event::Ruleset(Wake::Overrun) => Some("notifications were lost"),
+                Event::Timeout if last_check.elapsed() >= self.interval => Some("periodic check"),
+                Event::Timeout => None,
+            };
+            if let Some(why) = why {
+                // While another program keeps changing our rules back, answer it slower.
+                let delay = self.fight.delay();
+                let at = Instant::now() + delay;
+                pending = Some(pending.map_or((at, why), |(t, w)| (t.min(at), w)));
+            }
+            if let Some((_, why)) = pending.filter(|(at, _)| *at <= Instant::now()) {
+                pending = None;
+                last_check = Instant::now();
+                let status = self.heal(why, why != "periodic check")?;
+                self.tell(self.notify.status(&status));
+            }
+        }
+    }
+
+    /// Waits for a signal, a ruleset change or the timeout.
+    fn wait(&mut self, timeout: Duration) -> Result<Event, Error> {
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let (sig_ready, mon_ready) = {
+            let mut fds = [
+                PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.monitor.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => return Ok(Event::Timeout),
+                Err(errno) => return Err(NlError::Io { op: "poll", errno }.into()),
+            }
+            let ready = |fd: &PollFd| fd.revents().is_some_and(|r| r.intersects(PollFlags::POLLIN));
+            (ready(&fds[0]), ready(&fds[1]))
         };
-        heal(&mut nl, &policy, target, why)?;
+        if sig_ready {
+            if let Ok(Some(info)) = self.signals.read_signal() {
+                if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                    return Ok(Event::Signal(sig));
+                }
+            }
+        }
+        if mon_ready {
+            return Ok(Event::Ruleset(self.monitor.drain()?));
+        }
+        Ok(Event::Timeout)
+    }
+
+    /// One apply, with watch's shield (see `backend::table::SHIELD`); says what it had to write
+    /// and returns a status line. Errors that a later change can cure (the chain is gone while
+    /// dockerd restarts, a writer kept winning) are reported and watching goes on; permission
+    /// and usage errors, and another watch holding the shield, end the watch.
+    fn heal(&mut self, why: &str, answering: bool) -> Result<String, Error> {
+        let shield: [Box<dyn Backend>; 1] = [Box::new(OwnTable::shield())];
+        match transact::apply(&mut self.nl, &self.policy, self.target, false, &shield) {
+            Ok(outcome) => {
+                let mut wrote = false;
+                for step in outcome.steps.iter().filter(|s| s.change == Change::Written) {
+                    let (added, removed) = (step.added.len(), step.removed.len());
+                    say(&format!("egress-guard: {why}: {}: wrote {added} rule(s), deleted {removed}", step.place));
+                    wrote = true;
+                }
+                if answering {
+                    if let Some(report) = self.fight.heal(wrote) {
+                        warn(&report);
+                    }
+                }
+                let places: Vec<&str> =
+                    outcome.steps.iter().filter(|s| s.change != Change::Missing).map(|s| s.place.as_str()).collect();
+                Ok(format!("guarding {}", places.join(", ")))
+            }
+            Err(e @ Error::Backend(BackendError::HeldByOther { .. })) => Err(e),
+            Err(e @ (Error::Backend(_) | Error::GaveUp(_) | Error::Kernel(_))) => {
+                warn(&format!("{why}: {e}; waiting for the next change"));
+                Ok(format!("not in place: {e}"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// SIGHUP: the config and flags read again; a new policy goes in as one batch; a bad config
+    /// is reported and the running policy stays.
+    fn reload(&mut self) {
+        self.tell(self.notify.reloading("reloading the config"));
+        match super::resolve(&self.args.policy) {
+            Ok((policy, target)) => {
+                self.policy = policy;
+                self.target = target;
+                let status = self.heal("reload", false).unwrap_or_else(|e| format!("reload failed: {e}"));
+                say("egress-guard: reloaded the config");
+                self.tell(self.notify.ready(&status));
+            }
+            Err(e) => {
+                warn(&format!("reload: {e}; the running policy stays"));
+                self.tell(self.notify.ready("reload failed: the running policy stays"));
+            }
+        }
+    }
+
+    /// A failure to talk to systemd is said, never fatal.
+    fn tell<E: std::fmt::Display>(&self, result: Result<(), E>) {
+        if let Err(e) = result {
+            warn(&format!("sd_notify: {e}"));
+        }
     }
 }
 
-/// One apply, with watch's shield (see `backend::table::SHIELD`); says what it had to write.
-/// Errors that a later change can cure (the chain is gone while dockerd restarts, a writer kept
-/// winning) are reported and watching goes on; permission and usage errors, and another watch
-/// holding the shield, end the watch.
-fn heal(nl: &mut Netlink, policy: &Policy, target: Target, why: &str) -> Result<(), Error> {
-    let shield: [Box<dyn Backend>; 1] = [Box::new(OwnTable::shield())];
-    match transact::apply(nl, policy, target, false, &shield) {
-        Ok(outcome) => {
-            for step in outcome.steps.iter().filter(|s| s.change == Change::Written) {
-                let (added, removed) = (step.added.len(), step.removed.len());
-                say(&format!("egress-guard: {why}: {}: wrote {added} rule(s), deleted {removed}", step.place));
-            }
-            Ok(())
+/// Blocks SIGHUP, SIGTERM and SIGINT and opens a signalfd for them.
+fn block_signals() -> Result<SignalFd, Error> {
+    let mut mask = SigSet::empty();
+    for sig in [Signal::SIGHUP, Signal::SIGTERM, Signal::SIGINT] {
+        mask.add(sig);
+    }
+    let io = |errno| Error::Kernel(NlError::Io { op: "signalfd", errno });
+    mask.thread_block().map_err(io)?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io)
+}
+
+/// Telling a fight from healing: another program that keeps changing our rules back.
+#[derive(Debug, Default)]
+struct Fight {
+    /// When recent heals had to write, in answer to others' changes.
+    rewrites: Vec<Instant>,
+    /// Consecutive heals that had to write while fighting.
+    streak: u32,
+    /// Rewrites since the last report.
+    since_report: usize,
+    last_report: Option<Instant>,
+}
+
+impl Fight {
+    fn fighting(&self) -> bool {
+        self.rewrites.len() >= FIGHT_REWRITES
+    }
+
+    /// How long the next heal waits: nothing, unless we are fighting.
+    fn delay(&self) -> Duration {
+        if !self.fighting() {
+            return Duration::ZERO;
         }
-        Err(e @ Error::Backend(BackendError::HeldByOther { .. })) => Err(e),
-        Err(e @ (Error::Backend(_) | Error::GaveUp(_) | Error::Kernel(_))) => {
-            warn(&format!("{why}: {e}; waiting for the next change"));
-            Ok(())
+        FIGHT_FIRST_DELAY.saturating_mul(1 << self.streak.min(10)).min(FIGHT_MAX_DELAY)
+    }
+
+    /// Records a heal that answered another program's change; returns a report to print,
+    /// at most once a minute, while a fight goes on.
+    fn heal(&mut self, wrote: bool) -> Option<String> {
+        let now = Instant::now();
+        let window = FIGHT_WINDOW.max(self.delay() * 2);
+        self.rewrites.retain(|t| now.duration_since(*t) < window);
+        if !wrote {
+            self.streak = 0;
+            return None;
         }
-        Err(e) => Err(e),
+        self.rewrites.push(now);
+        self.since_report += 1;
+        if !self.fighting() {
+            return None;
+        }
+        self.streak += 1;
+        let due = self.last_report.is_none_or(|t| now.duration_since(t) >= FIGHT_REPORT_EVERY);
+        if !due {
+            return None;
+        }
+        self.last_report = Some(now);
+        let n = std::mem::take(&mut self.since_report);
+        Some(format!(
+            "another program keeps changing our rules back ({n} rewrites since the last report); \
+             answering it every {:.1} s at most — find it (`nft monitor` names the process)",
+            self.delay().as_secs_f64()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fight_slows_healing_down_and_calm_brings_it_back() {
+        let mut f = Fight::default();
+        assert_eq!(f.delay(), Duration::ZERO);
+        let reports: Vec<Option<String>> = (0..8).map(|_| f.heal(true)).collect();
+        assert!(reports[..FIGHT_REWRITES - 1].iter().all(Option::is_none), "healing, not a fight yet");
+        assert!(reports[FIGHT_REWRITES - 1].as_deref().is_some_and(|r| r.contains("keeps changing our rules back")));
+        assert!(reports[FIGHT_REWRITES..].iter().all(Option::is_none), "reported once a minute at most");
+        assert!(f.delay() > FIGHT_FIRST_DELAY && f.delay() <= FIGHT_MAX_DELAY);
+        f.heal(false);
+        assert_eq!(f.streak, 0);
     }
 }

@@ -2,7 +2,7 @@
 //! multicast group (its changes, then a NEWGEN naming the process that committed). `watch`
 //! sleeps here and wakes when someone else changed the ruleset.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -51,6 +51,16 @@ impl Monitor {
         Ok(Monitor { fd, buf: vec![0; RECV_BUF] })
     }
 
+    /// Takes every announcement already queued, without waiting: `Quiet` when there was none.
+    /// For a caller that polls the socket together with others (see `AsFd`).
+    pub fn drain(&mut self) -> Result<Wake, NlError> {
+        let mut wake = Wake::Quiet;
+        while let Some(more) = self.take(MsgFlags::MSG_DONTWAIT)? {
+            wake = merge(wake, more);
+        }
+        Ok(wake)
+    }
+
     /// Waits up to the timeout for announcements, then takes every one already queued, so a
     /// burst (dockerd adding a dozen rules) wakes us once.
     pub fn wait(&mut self) -> Result<Wake, NlError> {
@@ -72,6 +82,12 @@ impl Monitor {
             Err(Errno::ENOBUFS) => Ok(Some(Wake::Overrun)),
             Err(errno) => Err(NlError::Io { op: "recv", errno }),
         }
+    }
+}
+
+impl AsFd for Monitor {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 

@@ -55,6 +55,16 @@ pub enum Command {
     Check(CheckArgs),
     /// Apply, then heal whenever another program changes the ruleset; runs until stopped
     Watch(WatchArgs),
+    /// Keep the change made with `--confirm`: its rollback timer stops
+    Confirm(ConfirmArgs),
+    /// Put back, now, the state before the latest apply or remove (confirmed or not)
+    ///
+    /// Only our rules are put back, each where it stood among the rules of others; rules others
+    /// wrote since stay. Rolling back twice puts back what the first rollback undid.
+    Rollback(RollbackArgs),
+    /// (internal) the detached timer of a change made with --confirm
+    #[command(hide = true)]
+    RollbackTimer(TimerArgs),
     /// Run `watch` as a systemd service: write egress-guard.service and enable it
     ///
     /// Writes /etc/systemd/system/egress-guard.service, which runs `egress-guard watch` at boot
@@ -144,10 +154,21 @@ pub struct ApplyArgs {
     pub policy: PolicyArgs,
     /// Print what would be written and deleted (as `iptables -S` lines and nft syntax) and
     /// change nothing
-    #[arg(long)]
+    #[arg(long, conflicts_with = "confirm")]
     pub dry_run: bool,
     #[command(flatten)]
+    pub confirm: ConfirmArg,
+    #[command(flatten)]
     pub netns: NetnsArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfirmArg {
+    /// Take the change back by itself after SECS seconds unless `egress-guard confirm` comes
+    /// first (a detached timer, which survives the SSH session that ran this): for changes on
+    /// a remote host, --block-host above all
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub confirm: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -156,7 +177,28 @@ pub struct RemoveArgs {
     #[arg(long, value_name = "TARGET", value_enum)]
     pub target: Option<Target>,
     #[command(flatten)]
+    pub confirm: ConfirmArg,
+    #[command(flatten)]
     pub netns: NetnsArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfirmArgs {
+    #[command(flatten)]
+    pub netns: NetnsArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub netns: NetnsArg,
+}
+
+#[derive(Debug, Args)]
+pub struct TimerArgs {
+    /// The confirmation this timer is for
+    #[arg(long)]
+    pub token: u64,
 }
 
 #[derive(Debug, Args)]
@@ -313,7 +355,12 @@ mod tests {
                     Command::Status(a) => Some(&a.policy),
                     Command::Check(a) => Some(&a.policy),
                     Command::Watch(a) => Some(&a.policy),
-                    Command::Remove(_) | Command::InstallService(_) | Command::UninstallService(_) => None,
+                    Command::Remove(_)
+                    | Command::Confirm(_)
+                    | Command::Rollback(_)
+                    | Command::RollbackTimer(_)
+                    | Command::InstallService(_)
+                    | Command::UninstallService(_) => None,
                 };
                 if let Some(p) = policy {
                     p.spec().resolve().unwrap_or_else(|e| panic!("{doc}: {line}\n{e}"));

@@ -22,6 +22,12 @@ pub enum Error {
     /// Two settings that cannot go together.
     #[error("{0}")]
     Usage(&'static str),
+    /// A command that cannot run now (a change awaits confirmation, nothing to roll back).
+    #[error("{0}")]
+    Refused(String),
+    /// A state file (pending confirmation, history) that is not ours or not readable.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     /// `--netns` could not be entered.
     #[error(transparent)]
     Netns(#[from] NetnsError),
@@ -48,7 +54,11 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Policy(_) | Error::Config(_) | Error::Usage(_) => ExitCode::Usage,
+            Error::Policy(_) | Error::Config(_) | Error::Usage(_) | Error::Refused(_) => ExitCode::Usage,
+            // A file that is not ours is for the admin to move away; a directory we may not
+            // write is the system's refusal.
+            Error::State(crate::state::StateError::Io { .. }) => ExitCode::Kernel,
+            Error::State(_) => ExitCode::Usage,
             Error::Netns(e) if e.is_usage() => ExitCode::Usage,
             Error::Netns(_) | Error::Permission { .. } | Error::NoNfTables | Error::Backend(_) | Error::Kernel(_) => {
                 ExitCode::Kernel

@@ -20,5 +20,8 @@ pub mod nft;
 pub mod policy;
 pub mod report;
 pub mod rules;
+pub mod snapshot;
+pub mod state;
+pub mod syslog;
 pub mod systemd;
 pub mod transact;

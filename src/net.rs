@@ -4,7 +4,7 @@
 use ipnet::IpNet;
 
 /// Address family of a rule or a place: IPv4 (`ip`, `iptables`) or IPv6 (`ip6`, `ip6tables`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Family {
     #[serde(rename = "ipv4")]
     V4,

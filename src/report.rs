@@ -18,6 +18,39 @@ pub struct Report {
     pub places: Vec<PlaceReport>,
     /// Places it does not use that still hold rules of ours (a target changed by hand).
     pub leftovers: Vec<PlaceReport>,
+    /// A change made with `--confirm` that awaits confirmation.
+    pub pending: Option<PendingStatus>,
+}
+
+/// A change awaiting confirmation, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PendingStatus {
+    /// "apply" or "remove".
+    pub command: String,
+    /// Seconds since the epoch.
+    pub deadline: u64,
+    pub seconds_left: u64,
+    pub timer_pid: Option<u32>,
+    /// False when the timer is gone (killed): nothing will roll the change back by itself.
+    pub timer_running: bool,
+}
+
+impl PendingStatus {
+    pub fn line(&self) -> String {
+        if self.timer_running {
+            format!(
+                "a change ({}) awaits confirmation: rolled back in {} s unless `egress-guard confirm`",
+                self.command, self.seconds_left
+            )
+        } else {
+            let pid = self.timer_pid.map_or("?".into(), |p| p.to_string());
+            format!(
+                "a change ({}) awaits confirmation, but its rollback timer (pid {pid}) is gone: \
+                 `egress-guard confirm` keeps it, `egress-guard rollback` takes it back",
+                self.command
+            )
+        }
+    }
 }
 
 fn joined<S: serde::Serializer>(why: &[String], s: S) -> Result<S::Ok, S::Error> {
@@ -33,6 +66,7 @@ struct Json<'a> {
     verdict: Verdict,
     places: &'a [PlaceReport],
     leftovers: &'a [PlaceReport],
+    pending: &'a Option<PendingStatus>,
 }
 
 impl Report {
@@ -77,6 +111,9 @@ impl Report {
         for p in &self.leftovers {
             place_text(&mut s, p, " (no longer used: the next apply removes these)");
         }
+        if let Some(p) = &self.pending {
+            let _ = writeln!(s, "\n{}", p.line());
+        }
         s
     }
 
@@ -87,6 +124,7 @@ impl Report {
             verdict: self.verdict(),
             places: &self.places,
             leftovers: &self.leftovers,
+            pending: &self.pending,
         };
         // Plain data (strings, numbers, bools): serialising it cannot fail.
         serde_json::to_string(&json).unwrap_or_default()
@@ -136,7 +174,7 @@ mod tests {
     }
 
     fn report(places: Vec<PlaceReport>) -> Report {
-        Report { target: Target::DockerUser, why: vec!["test".into()], places, leftovers: vec![] }
+        Report { target: Target::DockerUser, why: vec!["test".into()], places, leftovers: vec![], pending: None }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::nft::socket::Netlink;
 use crate::nft::NlError;
 use crate::policy::Policy;
 use crate::report::Report;
+use crate::snapshot::{self, Snapshot};
 
 /// Attempts before exit 4. Each failed attempt means someone else committed in the few
 /// hundred microseconds between our read and our write; ten in a row means a busy writer.
@@ -161,6 +162,30 @@ pub fn report(nl: &mut Netlink, policy: &Policy, target: Target) -> Result<Repor
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Report { target, why, places, leftovers })
+        Ok(Report { target, why, places, leftovers, pending: None })
+    })
+}
+
+/// Everything of ours, in every place a backend writes, from one generation.
+pub fn snapshot(nl: &mut Netlink) -> Result<Snapshot, Error> {
+    read_consistent(nl, |nl| {
+        let mut places = Vec::new();
+        for backend in detect::everywhere() {
+            places.extend(backend.snapshot(nl)?);
+        }
+        Ok(Snapshot { version: snapshot::VERSION, taken: crate::state::now(), places })
+    })
+}
+
+/// Puts every place back as `snapshot` has it, in one batch: our rules only, each where it
+/// stood among the rules of others; rules others wrote since stay as they are.
+pub fn restore(nl: &mut Netlink, snapshot: &Snapshot) -> Result<(Vec<Step>, bool), Error> {
+    let places = detect::everywhere();
+    transact(nl, false, |nl, batch| {
+        let mut steps = Vec::new();
+        for place in &places {
+            steps.extend(place.restore(nl, batch, &snapshot.places)?);
+        }
+        Ok(steps)
     })
 }

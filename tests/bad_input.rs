@@ -46,6 +46,11 @@ const BAD_FLAGS: &[(&[&str], &str)] = &[
     (&["--config", "/dev/null"], "not a regular file"),
     (&["--netns", "/etc/hostname"], "is not a network namespace"),
     (&["--block-host", "--target", "docker-user"], "--block-host keeps its rules in our own table"),
+    // Issue 10: --confirm.
+    (&["--confirm", "0"], "invalid value '0' for '--confirm <SECS>'"),
+    (&["--confirm", "soon"], "invalid value 'soon' for '--confirm <SECS>'"),
+    (&["--confirm", "86401"], "invalid value '86401' for '--confirm <SECS>'"),
+    (&["--confirm", "60", "--dry-run"], "cannot be used with"),
 ];
 
 /// (config file text, the line:column the message must name, what else it must mention)

@@ -7,6 +7,7 @@ mod audit_log;
 mod bad_input;
 mod baseline;
 mod concurrency;
+mod confirm;
 mod daemon;
 mod defects;
 mod docker_follow;

@@ -18,13 +18,14 @@ use crate::net::{Family, Proto};
 use crate::nft::chain::ChainDef;
 use crate::nft::expr::Expr;
 use crate::nft::msg::{self, BatchBuilder};
-use crate::nft::rule::{NftRule, Position};
+use crate::nft::rule::{Compat, NftRule, Position};
 use crate::nft::socket::Netlink;
-use crate::nft::sys::NF_ACCEPT;
+use crate::nft::sys::{NFT_CMP_NEQ, NFT_META_L4PROTO, NF_ACCEPT};
 use crate::nft::xt::{Comment, Conntrack};
 use crate::nft::{text, NlError};
 use crate::policy::{Allow, Iface, Policy, Refusal};
 use crate::rules::{self, Scope, Section, Step as RuleStep, COMMENT};
+use crate::snapshot::{self, ChainItem, PlaceSnapshot};
 
 pub const TABLE: &str = "filter";
 pub const CHAIN: &str = "DOCKER-USER";
@@ -428,6 +429,108 @@ impl Backend for DockerUser {
         }
         Ok(places)
     }
+
+    fn snapshot(&self, nl: &mut Netlink) -> Result<Vec<PlaceSnapshot>, BackendError> {
+        let mut out = Vec::new();
+        for &family in &self.families {
+            let rules = nl.dump_rules(family.nfproto(), TABLE, CHAIN)?;
+            let chain = items(rules.as_deref().unwrap_or(&[]));
+            out.push(PlaceSnapshot::DockerUser { family, exists: rules.is_some(), chain });
+        }
+        Ok(out)
+    }
+
+    fn restore(
+        &self,
+        nl: &mut Netlink,
+        batch: &mut BatchBuilder,
+        snapshot: &[PlaceSnapshot],
+    ) -> Result<Vec<Step>, BackendError> {
+        let mut steps = Vec::new();
+        for &family in &self.families {
+            let Some(chain) = snapshot.iter().find_map(|p| match p {
+                PlaceSnapshot::DockerUser { family: f, chain, .. } if *f == family => Some(chain),
+                _ => None,
+            }) else {
+                continue;
+            };
+            let mut step = Step::unchanged(place(family));
+            let Some(rules) = nl.dump_rules(family.nfproto(), TABLE, CHAIN)? else {
+                if chain.iter().any(|i| matches!(i, ChainItem::Ours { .. })) {
+                    step.warnings.push(format!("{} is gone: its rules of ours cannot be put back", place(family)));
+                }
+                step.change = Change::Missing;
+                steps.push(step);
+                continue;
+            };
+            if !as_then(chain, &items(&rules))? {
+                let present = |h: u64| rules.iter().any(|r| r.handle == Some(h) && !is_ours(r));
+                for (i, at) in snapshot::positions(chain, &present) {
+                    let ChainItem::Ours { rule } = &chain[i] else { continue };
+                    let mut rule = snapshot::rule_from_hex(rule)?;
+                    rule.compat = Some(compat_of(family, &rule.exprs));
+                    batch.push(describe("NEWRULE", family), |seq| rule.new_msg(seq, at));
+                    step.added.push(RuleText { iptables: Some(our_line(family, &rule)), nft: text::rule(&rule) });
+                }
+                for r in rules.iter().filter(|r| is_ours(r)) {
+                    let Some(h) = r.handle else { continue };
+                    batch.push(describe("DELRULE", family), |seq| r.del_msg(h, seq));
+                    step.removed.push(our_line(family, r));
+                }
+                step.change = Change::Written;
+            }
+            steps.push(step);
+        }
+        Ok(steps)
+    }
+}
+
+/// A chain's rules as a snapshot keeps them: ours whole, others by handle.
+fn items(rules: &[NftRule]) -> Vec<ChainItem> {
+    rules
+        .iter()
+        .filter_map(|r| match is_ours(r) {
+            true => Some(ChainItem::Ours { rule: snapshot::rule_to_hex(&NftRule { handle: None, ..r.clone() }) }),
+            false => r.handle.map(|handle| ChainItem::Foreign { handle }),
+        })
+        .collect()
+}
+
+/// Whether the chain `now` already holds our rules as `then` had them: the same rules (counters
+/// aside), in the same places among the foreign rules both know. Then a restore sends nothing.
+fn as_then(then: &[ChainItem], now: &[ChainItem]) -> Result<bool, NlError> {
+    let handles = |items: &[ChainItem]| -> Vec<u64> {
+        items.iter().filter_map(|i| if let ChainItem::Foreign { handle } = i { Some(*handle) } else { None }).collect()
+    };
+    let (known_then, known_now) = (handles(then), handles(now));
+    let project = |items: &[ChainItem], known: &[u64]| -> Result<Vec<Result<Vec<Expr>, u64>>, NlError> {
+        let mut out = Vec::new();
+        for item in items {
+            match item {
+                ChainItem::Ours { rule } => out.push(Ok(snapshot::rule_from_hex(rule)?.shape())),
+                ChainItem::Foreign { handle } if known.contains(handle) => out.push(Err(*handle)),
+                ChainItem::Foreign { .. } => {}
+            }
+        }
+        Ok(out)
+    };
+    Ok(project(then, &known_now)? == project(now, &known_then)?)
+}
+
+/// `NFTA_RULE_COMPAT` for a rule read back (the kernel keeps none): the `-p` protocol and its
+/// inversion, as iptables would send them; what xt extensions such as `REJECT --reject-with
+/// tcp-reset` check when the rule is created again.
+fn compat_of(family: Family, exprs: &[Expr]) -> Compat {
+    if let Some(rule) = codec::decode(family, exprs) {
+        return codec::encode(family, &rule).1;
+    }
+    let proto = exprs.windows(2).find_map(|w| match w {
+        [Expr::Meta { key: NFT_META_L4PROTO, .. }, Expr::Cmp { op, data, .. }] if data.len() == 1 => {
+            Some(Compat { proto: u32::from(data[0]), flags: if *op == NFT_CMP_NEQ { 2 } else { 0 } })
+        }
+        _ => None,
+    });
+    proto.unwrap_or_default()
 }
 
 /// Compares one family's DOCKER-USER with the plan (pure: the state was read by the caller).

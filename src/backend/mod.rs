@@ -14,6 +14,7 @@ use crate::nft::msg::BatchBuilder;
 use crate::nft::socket::Netlink;
 use crate::nft::NlError;
 use crate::policy::Policy;
+use crate::snapshot::PlaceSnapshot;
 
 /// `--target`: where the rules live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
@@ -57,6 +58,18 @@ pub trait Backend {
 
     /// Judges this backend's places against `policy`, for `status` and `check`.
     fn judge(&self, nl: &mut Netlink, policy: &Policy) -> Result<Vec<PlaceReport>, BackendError>;
+
+    /// Everything of ours in this backend's places, exactly, to take a change back to.
+    fn snapshot(&self, nl: &mut Netlink) -> Result<Vec<PlaceSnapshot>, BackendError>;
+
+    /// Adds to `batch` what puts this backend's places back as `snapshot` has them: our rules
+    /// only, each where it stood among the rules of others that are still there.
+    fn restore(
+        &self,
+        nl: &mut Netlink,
+        batch: &mut BatchBuilder,
+        snapshot: &[PlaceSnapshot],
+    ) -> Result<Vec<Step>, BackendError>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -23,6 +23,7 @@ use crate::nft::sys::*;
 use crate::nft::{rustables_bridge, text, NlError};
 use crate::policy::Policy;
 use crate::rules::COMMENT;
+use crate::snapshot::{self, ChainSnapshot, PlaceSnapshot, SetSnapshot};
 
 pub use layout::{plan, Spec, TablePlan, FORWARD, GUARD, INPUT, PRIORITY, SHIELD, TABLE};
 
@@ -365,6 +366,124 @@ impl Backend for OwnTable {
         let state = TableState::read(nl, self.spec)?;
         Ok(vec![judge(&state, &plan(policy, &self.families, self.spec), &self.families)])
     }
+
+    fn snapshot(&self, nl: &mut Netlink) -> Result<Vec<PlaceSnapshot>, BackendError> {
+        let state = TableState::read(nl, self.spec)?;
+        if state.exists && !state.ours() {
+            // Not ours: nothing of ours there to keep (and a restore will refuse to touch it).
+            return Ok(vec![PlaceSnapshot::Table {
+                name: self.spec.name.into(),
+                exists: false,
+                chains: vec![],
+                sets: vec![],
+            }]);
+        }
+        Ok(vec![snapshot_of(&state)])
+    }
+
+    fn restore(
+        &self,
+        nl: &mut Netlink,
+        batch: &mut BatchBuilder,
+        snapshot: &[PlaceSnapshot],
+    ) -> Result<Vec<Step>, BackendError> {
+        let Some(then) =
+            snapshot.iter().find(|p| matches!(p, PlaceSnapshot::Table { name, .. } if name == self.spec.name))
+        else {
+            return Ok(Vec::new());
+        };
+        let state = TableState::read(nl, self.spec)?;
+        must_be_ours(&state)?;
+        let mut step = Step::unchanged(place_name(self.spec));
+        if snapshot_of(&state) == *then {
+            // Nothing to say about a table that neither was nor is there.
+            return Ok(if state.exists { vec![step] } else { Vec::new() });
+        }
+        if state.exists {
+            delete_table(batch, self.spec)?;
+            step.removed = lines(&state);
+        }
+        if let Some(plan) = plan_of(then, self.spec)? {
+            write_table(batch, &plan)?;
+            let texts = plan.chains.iter().flat_map(|c| c.rules.iter().map(|r| r.text.clone()));
+            step.added = texts.map(|nft| RuleText { iptables: None, nft }).collect();
+        }
+        step.change = Change::Written;
+        Ok(vec![step])
+    }
+}
+
+/// Our table as a snapshot keeps it (rules without counters: a restore starts them at zero).
+fn snapshot_of(state: &TableState) -> PlaceSnapshot {
+    let chains = state
+        .chains
+        .iter()
+        .filter_map(|(def, rules)| {
+            let (hook, priority) = def.hook?;
+            let rules = rules
+                .iter()
+                .map(|r| snapshot::rule_to_hex(&NftRule { handle: None, exprs: r.shape(), ..r.clone() }))
+                .collect();
+            Some(ChainSnapshot { name: def.name.clone(), hook, priority, rules })
+        })
+        .collect();
+    let sets = state
+        .sets
+        .iter()
+        .map(|(set, elems)| SetSnapshot {
+            name: set.name.clone(),
+            flags: set.flags,
+            key_type: set.key_type,
+            key_len: set.key_len,
+            fields: set.fields.clone(),
+            elems: elems
+                .iter()
+                .map(|e| (snapshot::hex(&e.key), e.key_end.as_deref().map(snapshot::hex), e.flags))
+                .collect(),
+        })
+        .collect();
+    PlaceSnapshot::Table { name: state.spec.name.into(), exists: state.exists, chains, sets }
+}
+
+/// What writes the table of a snapshot back; `None` when it had no table.
+fn plan_of(then: &PlaceSnapshot, spec: Spec) -> Result<Option<TablePlan>, NlError> {
+    let PlaceSnapshot::Table { exists: true, chains, sets, .. } = then else { return Ok(None) };
+    let bad = || NlError::Malformed("a snapshot's table holds something we do not write");
+    let mut plan = TablePlan { spec, sets: Vec::new(), chains: Vec::new() };
+    for c in chains {
+        let name = layout::CHAINS.into_iter().find(|n| *n == c.name).ok_or_else(bad)?;
+        let rules = c
+            .rules
+            .iter()
+            .map(|hex| {
+                let rule = snapshot::rule_from_hex(hex)?;
+                let text = text::rule(&rule);
+                Ok(layout::RulePlan { table: spec.name, exprs: rule.exprs, text })
+            })
+            .collect::<Result<Vec<_>, NlError>>()?;
+        plan.chains.push(layout::ChainPlan { name, hook: c.hook, rules });
+    }
+    for s in sets {
+        let set = NftSet {
+            family: NFPROTO_INET,
+            table: spec.name.into(),
+            name: s.name.clone(),
+            flags: s.flags,
+            key_type: s.key_type,
+            key_len: s.key_len,
+            fields: s.fields.clone(),
+        };
+        let key = |h: &str| snapshot::unhex(h).ok_or(NlError::Malformed("a snapshot's set key is not hex"));
+        let elems = s
+            .elems
+            .iter()
+            .map(|(k, end, flags)| {
+                Ok(SetElem { key: key(k)?, key_end: end.as_deref().map(key).transpose()?, flags: *flags })
+            })
+            .collect::<Result<Vec<_>, NlError>>()?;
+        plan.sets.push(layout::SetPlan { set, elems, text: String::new() });
+    }
+    Ok(Some(plan))
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! `egress-guard apply`: validate, then one transaction; `--dry-run` reads and prints the plan.
 
 use std::fmt::Write;
+use std::io::IsTerminal;
 
-use super::Done;
+use super::{trial, Done};
 use crate::backend::Change;
 use crate::cli::ApplyArgs;
 use crate::error::Error;
@@ -11,11 +12,50 @@ use crate::transact;
 pub fn run(args: ApplyArgs) -> Result<Done, Error> {
     let (policy, target) = super::resolve(&args.policy)?;
     let mut nl = super::connect(&args.netns)?;
-    let outcome = transact::apply(&mut nl, &policy, target, args.dry_run, &[])?;
-    let verb = if args.dry_run { "would" } else { "did" };
-    let mut out = String::new();
-    let _ = writeln!(out, "target {}: {}", target.word(), outcome.why.join("; "));
     let mut warnings = Vec::new();
+    if policy.block_host && args.confirm.confirm.is_none() && std::io::stdin().is_terminal() {
+        warnings.push(
+            "warning: --block-host refuses new connections from the containers' networks to this host: \
+             if you reach it from one of them, try it with --confirm 60 first"
+                .to_string(),
+        );
+    }
+    if args.dry_run {
+        return Ok(report(&transact::apply(&mut nl, &policy, target, true, &[])?, true, warnings));
+    }
+    if args.confirm.confirm.is_some() && trial::watch_runs(&mut nl) {
+        warnings.push(WATCH_STEPS_ASIDE.into());
+    }
+    let trial = trial::begin(&mut nl, "apply", args.confirm.confirm)?;
+    let outcome = match transact::apply(&mut nl, &policy, target, false, &[]) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            trial.abandon();
+            return Err(e);
+        }
+    };
+    let mut done = report(&outcome, false, warnings);
+    for line in trial.finish(outcome.committed)? {
+        if line.starts_with("warning:") {
+            done.warnings.push(line);
+        } else {
+            done.stdout += &line;
+            done.stdout.push('\n');
+        }
+    }
+    Ok(done)
+}
+
+/// What a running watch does with a change awaiting confirmation.
+pub const WATCH_STEPS_ASIDE: &str = "warning: egress-guard watch runs here: it steps aside while the change awaits \
+     confirmation, then heals to its own policy; to change a watched host for good, edit its config and \
+     `systemctl reload egress-guard`";
+
+/// The report of an apply (or, with `dry_run`, of what it would do).
+fn report(outcome: &transact::Outcome, dry_run: bool, mut warnings: Vec<String>) -> Done {
+    let verb = if dry_run { "would" } else { "did" };
+    let mut out = String::new();
+    let _ = writeln!(out, "target {}: {}", outcome.target.word(), outcome.why.join("; "));
     for step in &outcome.steps {
         match step.change {
             Change::Unchanged if step.warnings.is_empty() => {
@@ -43,8 +83,8 @@ pub fn run(args: ApplyArgs) -> Result<Done, Error> {
         }
         warnings.extend(step.warnings.iter().map(|w| format!("warning: {w}")));
     }
-    if args.dry_run {
+    if dry_run {
         out.push_str("(dry run: nothing was changed)\n");
     }
-    Ok(Done { code: None, stdout: out, warnings, committed: outcome.committed })
+    Done { code: None, stdout: out, warnings, committed: outcome.committed }
 }

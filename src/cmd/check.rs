@@ -10,7 +10,8 @@ use crate::transact;
 pub fn run(args: CheckArgs) -> Result<Done, Error> {
     let (policy, target) = super::resolve(&args.policy)?;
     let mut nl = super::connect(&args.netns)?;
-    let report = transact::report(&mut nl, &policy, target)?;
+    let mut report = transact::report(&mut nl, &policy, target)?;
+    report.pending = super::confirm::pending_here()?;
     let code = if report.verdict() == Verdict::InPlace { ExitCode::Ok } else { ExitCode::NotInPlace };
     Ok(Done { code: Some(code), stdout: report.summary() + "\n", ..Done::default() })
 }

@@ -3,9 +3,11 @@
 
 mod apply;
 mod check;
+mod confirm;
 mod remove;
 pub mod service;
 mod status;
+mod trial;
 mod watch;
 
 use std::io::Write;
@@ -36,6 +38,9 @@ pub fn run(command: Command) -> Result<Done, Error> {
         Command::Status(args) => status::run(args),
         Command::Check(args) => check::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::Confirm(args) => confirm::confirm(args),
+        Command::Rollback(args) => confirm::rollback(args),
+        Command::RollbackTimer(args) => confirm::timer(args),
         Command::InstallService(args) => service::install(args),
         Command::UninstallService(args) => service::uninstall(args),
     }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::Done;
+use super::{trial, Done};
 use crate::backend::Change;
 use crate::cli::RemoveArgs;
 use crate::error::Error;
@@ -10,7 +10,18 @@ use crate::transact;
 
 pub fn run(args: RemoveArgs) -> Result<Done, Error> {
     let mut nl = super::connect(&args.netns)?;
-    let (steps, committed) = transact::remove(&mut nl, args.target)?;
+    let mut warnings = Vec::new();
+    if args.confirm.confirm.is_some() && trial::watch_runs(&mut nl) {
+        warnings.push(super::apply::WATCH_STEPS_ASIDE.into());
+    }
+    let trial = trial::begin(&mut nl, "remove", args.confirm.confirm)?;
+    let (steps, committed) = match transact::remove(&mut nl, args.target) {
+        Ok(done) => done,
+        Err(e) => {
+            trial.abandon();
+            return Err(e);
+        }
+    };
     let mut out = String::new();
     for step in steps {
         match step.change {
@@ -20,5 +31,13 @@ pub fn run(args: RemoveArgs) -> Result<Done, Error> {
         }
         .ok();
     }
-    Ok(Done { stdout: out, committed, ..Done::default() })
+    for line in trial.finish(committed)? {
+        if line.starts_with("warning:") {
+            warnings.push(line);
+        } else {
+            out += &line;
+            out.push('\n');
+        }
+    }
+    Ok(Done { stdout: out, warnings, committed, ..Done::default() })
 }

@@ -8,7 +8,8 @@ use crate::transact;
 pub fn run(args: StatusArgs) -> Result<Done, Error> {
     let (policy, target) = super::resolve(&args.policy)?;
     let mut nl = super::connect(&args.netns)?;
-    let report = transact::report(&mut nl, &policy, target)?;
+    let mut report = transact::report(&mut nl, &policy, target)?;
+    report.pending = super::confirm::pending_here()?;
     let stdout = if args.json { report.json() + "\n" } else { report.human() };
     Ok(Done { stdout, ..Done::default() })
 }

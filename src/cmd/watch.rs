@@ -41,8 +41,11 @@ pub fn run(args: WatchArgs) -> Result<Done, Error> {
     let nl = super::connect(&args.netns)?;
     // Subscribe before the first apply, so no change between the two goes unseen.
     let monitor = Monitor::open(Duration::from_secs(args.interval))?;
+    let store = crate::state::Store::here()?;
     let mut daemon = Daemon {
         nl,
+        store,
+        paused: false,
         monitor,
         signals,
         policy,
@@ -57,6 +60,10 @@ pub fn run(args: WatchArgs) -> Result<Done, Error> {
 
 struct Daemon {
     nl: Netlink,
+    /// This namespace's state files: a change awaiting confirmation pauses healing.
+    store: crate::state::Store,
+    /// Stepping aside for a change that awaits confirmation.
+    paused: bool,
     monitor: Monitor,
     signals: SignalFd,
     policy: Policy,
@@ -86,7 +93,10 @@ impl Daemon {
             let until_check = self.interval.saturating_sub(last_check.elapsed());
             let until_heal = pending.map(|(at, _)| at.saturating_duration_since(Instant::now()));
             let ping = self.notify.ping_every();
-            let timeout = [Some(until_check), until_heal, ping].into_iter().flatten().min().unwrap_or(until_check);
+            // While stepping aside, look every second for the confirmation or the rollback.
+            let paused = self.paused.then_some(Duration::from_secs(1));
+            let timeout =
+                [Some(until_check), until_heal, ping, paused].into_iter().flatten().min().unwrap_or(until_check);
             let event = self.wait(timeout)?;
             self.tell(self.notify.watchdog());
             let why = match event {
@@ -105,6 +115,7 @@ impl Daemon {
                 Event::Ruleset(Wake::Changed) => Some("the ruleset changed"),
                 Event::Ruleset(Wake::Overrun) => Some("notifications were lost"),
                 Event::Timeout if last_check.elapsed() >= self.interval => Some("periodic check"),
+                Event::Timeout if self.paused => Some("periodic check"),
                 Event::Timeout => None,
             };
             if let Some(why) = why {
@@ -156,6 +167,9 @@ impl Daemon {
     /// dockerd restarts, a writer kept winning) are reported and watching goes on; permission
     /// and usage errors, and another watch holding the shield, end the watch.
     fn heal(&mut self, why: &str, answering: bool) -> Result<String, Error> {
+        if let Some(status) = self.step_aside()? {
+            return Ok(status);
+        }
         let shield: [Box<dyn Backend>; 1] = [Box::new(OwnTable::shield())];
         match transact::apply(&mut self.nl, &self.policy, self.target, false, &shield) {
             Ok(outcome) => {
@@ -181,6 +195,37 @@ impl Daemon {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// While a change made with `--confirm` awaits confirmation, watch neither heals nor
+    /// shields: the change is being tried, and its rollback must not be fought. Returns the
+    /// status line while stepping aside, `None` when watch may heal.
+    fn step_aside(&mut self) -> Result<Option<String>, Error> {
+        let pending = match self.store.pending() {
+            Ok(p) => p,
+            Err(e) => {
+                warn(&format!("{e}; healing as if nothing awaited confirmation"));
+                None
+            }
+        };
+        let Some(p) = pending else {
+            if std::mem::take(&mut self.paused) {
+                say("egress-guard: the change was confirmed or rolled back: healing again");
+            }
+            return Ok(None);
+        };
+        if !self.paused {
+            let shield = OwnTable::shield();
+            if let Err(e) = transact::transact(&mut self.nl, false, |nl, batch| Ok(shield.remove(nl, batch)?)) {
+                warn(&format!("cannot take the shield away for the change being tried: {e}"));
+            }
+            say(&format!(
+                "egress-guard: a change ({}) awaits confirmation: not healing until it is confirmed or rolled back",
+                p.command
+            ));
+            self.paused = true;
+        }
+        Ok(Some(format!("paused: a change ({}) awaits confirmation", p.command)))
     }
 
     /// SIGHUP: the config and flags read again; a new policy goes in as one batch; a bad config

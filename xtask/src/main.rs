@@ -102,6 +102,10 @@ fn run_e2e(args: &[String]) -> Result<Totals, Option<String>> {
 /// Runs a `cargo test` command, echoing its output, and adds up its "test result" lines: cargo
 /// prints one per test binary, and a reader (or CI) wants one closing line for the whole run.
 fn run_counted(mut command: Command) -> Result<Totals, Option<String>> {
+    // The binary under test keeps its state files (pending confirmations, history) in the
+    // build tree, not in /run and /var/lib of the machine running the tests.
+    let state = workspace_root().join("target/tmp/state");
+    command.env("EG_RUN_DIR", state.join("run")).env("EG_STATE_DIR", state.join("lib"));
     command.env("EG_KERNEL_TESTS", "1").stdout(Stdio::piped());
     let mut child = command.spawn().map_err(|e| Some(format!("cannot run cargo test: {e}")))?;
     let mut totals = Totals::default();

@@ -129,8 +129,8 @@ impl Printer {
                     (b, o, l) => Load::Other(format!(
                         "@{}h,{},{}",
                         ["ll", "nh", "th"].get(b as usize).unwrap_or(&"?"),
-                        o * 8,
-                        l * 8
+                        u64::from(o) * 8,
+                        u64::from(l) * 8
                     )),
                 };
                 self.loads.push(load);

@@ -127,7 +127,7 @@ impl Printer {
                         Load::Other(format!("{p} type"))
                     }
                     (b, o, l) => Load::Other(format!(
-                        "@{}h,{},{}",
+                        "@{},{},{}",
                         ["ll", "nh", "th"].get(b as usize).unwrap_or(&"?"),
                         u64::from(o) * 8,
                         u64::from(l) * 8

@@ -18,6 +18,8 @@ pub mod net;
 pub mod netns;
 pub mod nft;
 pub mod policy;
+#[cfg(test)]
+mod proptests;
 pub mod report;
 pub mod rules;
 pub mod snapshot;

@@ -140,7 +140,9 @@ impl<'a> Reply<'a> {
         }
         let err = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
         let seq = u32::from_ne_bytes([b[12], b[13], b[14], b[15]]);
-        Ok((-err, seq))
+        // -i32::MIN does not exist; no kernel sends it, but these are bytes from outside.
+        let errno = err.checked_neg().ok_or(NlError::Malformed("NLMSG_ERROR errno out of range"))?;
+        Ok((errno, seq))
     }
 }
 

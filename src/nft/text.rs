@@ -127,10 +127,10 @@ impl Printer {
                         Load::Other(format!("{p} type"))
                     }
                     (b, o, l) => Load::Other(format!(
-                        "@{}h,{},{}",
+                        "@{},{},{}",
                         ["ll", "nh", "th"].get(b as usize).unwrap_or(&"?"),
-                        o * 8,
-                        l * 8
+                        u64::from(o) * 8,
+                        u64::from(l) * 8
                     )),
                 };
                 self.loads.push(load);

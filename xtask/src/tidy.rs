@@ -42,12 +42,12 @@ mod tests {
     }
 
     /// The code of the library and binary before its first `#[cfg(test)]` (test modules sit at
-    /// the end of a file, or in files named tests.rs).
+    /// the end of a file, or in files named tests.rs or proptests.rs).
     #[test]
     fn no_unwrap_or_expect_outside_tests() {
         let mut found = Vec::new();
         for file in files(&["src"]) {
-            if file.file_name().is_some_and(|n| n == "tests.rs") {
+            if file.file_name().is_some_and(|n| n == "tests.rs" || n == "proptests.rs") {
                 continue;
             }
             let text = std::fs::read_to_string(&file).unwrap_or_default();

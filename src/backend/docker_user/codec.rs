@@ -235,7 +235,7 @@ impl Decoder<'_> {
                 self.at += 1;
                 (plen, self.cmp()?)
             }
-            _ => ((len * 8) as u8, self.cmp()?),
+            _ => (u8::try_from(len).ok()?.checked_mul(8)?, self.cmp()?),
         };
         let mut bytes = data;
         bytes.resize(full, 0);

@@ -6,7 +6,7 @@
 //!
 //! Cases per property are few so `cargo test` stays fast; `PROPTEST_CASES=20000 cargo test --lib
 //! proptests` hunts longer. What the properties found is written down as plain unit tests at
-//! the end (`#[ignore]`d while the bug they show is open).
+//! the end.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -1328,7 +1328,6 @@ proptest! {
 
     /// The diff keeps as many of ours as can stay: a longest run of them in plan order.
     #[test]
-    #[ignore = "the diff keeps a greedy, not a longest, run of ours: see diff_keeps_the_longest_run_in_place"]
     fn the_diff_keeps_as_many_as_can_stay((family, policy, rules) in arb_case()) {
         let planned = docker_user::encode(family, &docker_user::plan(&policy, family));
         let bypass = bypass_of(family, &rules, &policy.ifaces);
@@ -1695,7 +1694,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "open: reach reads a rule's verdict from its end (reach_misses_a_verdict_before_the_last_expression)"]
     fn reach_reports_escapes_by_a_verdict_anywhere(
         (forward, chains, ifaces) in arb_forward(vec!["X", "Y", "UNREAD"], hand_made(VERDICT_ANYWHERE)),
     ) {
@@ -1704,7 +1702,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "open: reach ignores registers (reach_misreads_a_comparison_of_another_register)"]
     fn reach_reports_escapes_through_other_registers(
         (forward, chains, ifaces) in arb_forward(vec!["X", "Y", "UNREAD"], hand_made(REGISTERS)),
     ) {
@@ -1713,7 +1710,6 @@ proptest! {
     }
 
     #[test]
-    #[ignore = "open: reach takes goto for jump (reach_misses_a_goto_that_falls_through)"]
     fn reach_reports_escapes_by_goto(
         (forward, chains, ifaces) in arb_forward(vec!["X", "Y", "UNREAD"], hand_made(GOTO)),
     ) {
@@ -1772,7 +1768,6 @@ fn an_errno_of_i32_min_is_malformed() {
 // `reach` takes for safe what lets packets out (open; the model's outcome shows the escape).
 
 #[test]
-#[ignore = "open: reach reads a rule's verdict from its end; the kernel stops at the first"]
 fn reach_misses_a_verdict_before_the_last_expression() {
     // `accept` then any expression: the kernel accepts at the `accept`, `exit` sees the last
     // expression and reads "continue".
@@ -1787,7 +1782,6 @@ fn reach_misses_a_verdict_before_the_last_expression() {
 }
 
 #[test]
-#[ignore = "open: reach takes the last `meta` load for what every `cmp` compares, whatever the register"]
 fn reach_misreads_a_comparison_of_another_register() {
     // reg 1 = l4proto, reg 2 = iifname, `cmp reg 1 == tcp`, accept: every TCP packet passes;
     // `conditions` reads `iifname "\x06*"` and rules the bridges out.
@@ -1804,7 +1798,6 @@ fn reach_misreads_a_comparison_of_another_register() {
 }
 
 #[test]
-#[ignore = "open: reach follows goto as jump; a goto'd chain that falls through returns past its caller"]
 fn reach_misses_a_goto_that_falls_through() {
     // `iptables -N MINE; iptables -I DOCKER-USER -g MINE` with MINE empty (or only logging):
     // at MINE's end the packet returns to FORWARD, past our rules, where Docker accepts it.
@@ -1820,10 +1813,9 @@ fn reach_misses_a_goto_that_falls_through() {
     assert!(!in_forward.returns.is_empty(), "before the jump in FORWARD: no return to the policy reported");
 }
 
-// The diff moves more than it must (open; the result is right, counters of moved rules restart).
+// The diff moved more than it must (it kept a greedy run, not a longest one).
 
 #[test]
-#[ignore = "open: diff keeps a greedy run of ours in plan order, not a longest one"]
 fn diff_keeps_the_longest_run_in_place() {
     // Plan A B C (docker0, br-+, veth+); the chain holds C A B. Keeping A and B and moving C
     // takes one insert and one delete; the diff keeps C and moves A and B (two of each).
@@ -1839,10 +1831,9 @@ fn diff_keeps_the_longest_run_in_place() {
     assert_eq!((d.inserts.len(), d.deletes.as_slice()), (1, &[1][..]), "{d:?}");
 }
 
-// Encoders that cut a string cut it inside a character (open; only ASCII is ever written today).
+// An encoder that cut a string cut it inside a character.
 
 #[test]
-#[ignore = "open: xt::Comment::encode cuts at byte 255, inside a character; the comment then decodes as None"]
 fn a_long_comment_is_cut_at_a_character() {
     let long = "\u{e4}".repeat(200);
     let back = xt::Comment::decode(&xt::Comment::encode(&long));

@@ -264,30 +264,28 @@ pub fn diff(rules: &[NftRule], planned: &[NftRule], bypass: &[String]) -> ChainD
             why: Some(format!("a rule ahead of ours lets traffic past them: {}", bypass.join("; "))),
         };
     }
-    // Keep, in order, each rule of ours that matches the next planned rule of its shape.
-    let mut by_shape: HashMap<Vec<Expr>, Vec<usize>> = HashMap::new();
+    // The rules of ours that stay: a longest common subsequence of ours and the plan (by shape),
+    // so the fewest rules move. Hunt-Szymanski: each rule of ours stands for the planned places
+    // of its shape, in decreasing order, and a longest increasing run through them is the LCS.
+    let mut places: HashMap<Vec<Expr>, Vec<usize>> = HashMap::new();
     for (i, p) in planned.iter().enumerate().rev() {
-        by_shape.entry(p.shape()).or_default().push(i);
+        places.entry(p.shape()).or_default().push(i);
     }
+    let candidates: Vec<(usize, usize)> = ours
+        .iter()
+        .enumerate()
+        .flat_map(|(k, r)| places.get(&r.shape()).into_iter().flatten().map(move |&i| (k, i)))
+        .collect();
     let mut kept: Vec<Option<u64>> = vec![None; planned.len()];
-    let mut deletes = Vec::new();
-    let mut last = None;
-    for r in &ours {
-        let slot = by_shape.get_mut(&r.shape()).and_then(|ix| {
-            while ix.last().is_some_and(|&i| last.is_some_and(|l| i <= l)) {
-                ix.pop();
-            }
-            ix.pop()
-        });
-        match (slot, r.handle) {
-            (Some(i), Some(h)) => {
-                kept[i] = Some(h);
-                last = Some(i);
-            }
-            (_, Some(h)) => deletes.push(h),
-            (_, None) => {}
+    let mut staying = std::collections::HashSet::new();
+    for (k, i) in longest_increasing(&candidates) {
+        if let Some(h) = ours[k].handle {
+            kept[i] = Some(h);
+            staying.insert(k);
         }
     }
+    let deletes: Vec<u64> =
+        ours.iter().enumerate().filter(|(k, _)| !staying.contains(k)).filter_map(|(_, r)| r.handle).collect();
     let inserts = positions(&kept, ours.first().and_then(|r| r.handle).or(first));
     let missing = inserts.len();
     let why = match (missing, deletes.len()) {
@@ -297,6 +295,34 @@ pub fn diff(rules: &[NftRule], planned: &[NftRule], bypass: &[String]) -> ChainD
         (m, d) => Some(format!("{} of {} rules differ from the policy", m.max(d), planned.len())),
     };
     ChainDiff { inserts, deletes, why }
+}
+
+/// A longest run of `(rule, place)` pairs whose places strictly increase (patience sorting,
+/// O(n log n): a chain may hold 100,000 rules of ours). Pairs of one rule come with decreasing
+/// places, so a run takes at most one place per rule.
+fn longest_increasing(pairs: &[(usize, usize)]) -> Vec<(usize, usize)> {
+    // tails[l] = index into `pairs` of the smallest last place of a run of length l + 1.
+    let mut tails: Vec<usize> = Vec::new();
+    let mut prev: Vec<Option<usize>> = vec![None; pairs.len()];
+    for (n, &(_, place)) in pairs.iter().enumerate() {
+        let at = tails.partition_point(|&t| pairs[t].1 < place);
+        if at > 0 {
+            prev[n] = Some(tails[at - 1]);
+        }
+        if at == tails.len() {
+            tails.push(n);
+        } else {
+            tails[at] = n;
+        }
+    }
+    let mut run = Vec::new();
+    let mut n = tails.last().copied();
+    while let Some(i) = n {
+        run.push(pairs[i]);
+        n = prev[i];
+    }
+    run.reverse();
+    run
 }
 
 /// Where each planned rule that is not kept goes: before the next kept one; after the last

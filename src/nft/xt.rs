@@ -88,10 +88,14 @@ impl Comment {
     /// Longest comment that still leaves room for the NUL.
     pub const MAX_LEN: usize = Self::SIZE - 1;
 
+    /// A comment longer than the struct holds is cut at the last whole character that fits.
     pub fn encode(text: &str) -> Vec<u8> {
         let mut info = vec![0u8; Self::SIZE];
-        let bytes = &text.as_bytes()[..text.len().min(Self::MAX_LEN)];
-        info[..bytes.len()].copy_from_slice(bytes);
+        let mut end = text.len().min(Self::MAX_LEN);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        info[..end].copy_from_slice(&text.as_bytes()[..end]);
         info
     }
 

@@ -86,27 +86,33 @@ struct Conditions {
     unconditional: bool,
 }
 
+/// The first 32-bit register a register number names (NFT_REG_1…4 are 16 bytes each, the
+/// same space as NFT_REG32_00…15), and how many 32-bit words a load of `len` bytes fills.
+fn words(reg: u32, len: u32) -> std::ops::Range<u32> {
+    // Numbers from the kernel (a rule someone made by hand): saturate, never overflow.
+    let start = if (1..=4).contains(&reg) { NFT_REG32_00 + (reg - 1) * 4 } else { reg };
+    start..start.saturating_add(len.div_ceil(4).max(1))
+}
+
+/// A rule's conditions that can rule egress out, read up to its first verdict (the kernel stops
+/// there). Which register each `cmp` reads is followed: an interface name compared is the one a
+/// `meta iifname`/`oifname` loaded into that register; any other comparison we cannot read.
 fn conditions(rule: &NftRule) -> Conditions {
     let mut c = Conditions { new_ok: true, unconditional: true, ..Conditions::default() };
-    let mut loaded = None;
+    // 32-bit register where a load starts → what it loaded (`None`: something we do not read).
+    let mut regs: HashMap<u32, Option<u32>> = HashMap::new();
+    let store = |regs: &mut HashMap<u32, Option<u32>>, reg: u32, len: u32, what: Option<u32>| {
+        let filled = words(reg, len);
+        regs.retain(|start, _| !filled.contains(start));
+        regs.insert(filled.start, what);
+    };
     for e in &rule.exprs {
         match e {
-            Expr::Counter { .. } | Expr::Verdict { .. } | Expr::Target { .. } => {}
-            Expr::Meta { key, .. } => {
-                loaded = Some(*key);
-                c.unconditional = false;
-            }
-            Expr::Cmp { op, data, .. } => {
-                let negate = *op == NFT_CMP_NEQ;
-                if *op == NFT_CMP_EQ || negate {
-                    match loaded.take() {
-                        Some(NFT_META_IIFNAME) => c.iif.push((negate, Name::from_cmp(data))),
-                        Some(NFT_META_OIFNAME) => c.oif.push((negate, Name::from_cmp(data))),
-                        _ => {}
-                    }
-                }
-                c.unconditional = false;
-            }
+            Expr::Counter { .. } => {}
+            Expr::Verdict { .. } | Expr::Reject { .. } => break,
+            Expr::Target { name, .. } if !continues(name) => break,
+            Expr::Target { .. } => {}
+            Expr::Match { name, .. } if name == xt::Comment::NAME => {}
             Expr::Match { name, info, .. } if name == Conntrack::NAME => {
                 c.unconditional = false;
                 if let Some(ct) = Conntrack::decode(info) {
@@ -115,14 +121,46 @@ fn conditions(rule: &NftRule) -> Conditions {
                     c.new_ok = if ct.invert { ct.states & egress != egress } else { ct.states & egress != 0 };
                 }
             }
-            Expr::Match { name, .. } if name == xt::Comment::NAME => {}
+            Expr::Meta { key, dreg } => {
+                let len = if *key == NFT_META_IIFNAME || *key == NFT_META_OIFNAME { 16 } else { 4 };
+                store(&mut regs, *dreg, len, Some(*key));
+                c.unconditional = false;
+            }
+            Expr::Payload { dreg, len, .. } => {
+                store(&mut regs, *dreg, *len, None);
+                c.unconditional = false;
+            }
+            Expr::Ct { dreg, .. } => {
+                store(&mut regs, *dreg, 16, None);
+                c.unconditional = false;
+            }
+            Expr::Bitwise { dreg, len, .. } => {
+                store(&mut regs, *dreg, *len, None);
+                c.unconditional = false;
+            }
+            Expr::Cmp { sreg, op, data } => {
+                c.unconditional = false;
+                let negate = *op == NFT_CMP_NEQ;
+                let loaded = regs.get(&words(*sreg, 4).start).copied().flatten();
+                match (loaded, *op == NFT_CMP_EQ || negate) {
+                    (Some(NFT_META_IIFNAME), true) => c.iif.push((negate, Name::from_cmp(data))),
+                    (Some(NFT_META_OIFNAME), true) => c.oif.push((negate, Name::from_cmp(data))),
+                    _ => {}
+                }
+            }
+            // Anything else (a lookup, a limit, an expression we do not know) may match.
             _ => {
-                loaded = None;
+                regs.clear();
                 c.unconditional = false;
             }
         }
     }
     c
+}
+
+/// xt targets that let the rule's verdict fall through to the next rule.
+fn continues(target: &str) -> bool {
+    matches!(target, "LOG" | "NFLOG" | "MARK" | "CONNMARK" | "TCPMSS" | "CLASSIFY" | "AUDIT" | "TRACE")
 }
 
 /// Whether the rule may match a new connection from a bridge matching `pattern` that leaves by
@@ -139,8 +177,10 @@ fn may_match(c: &Conditions, pattern: Option<&Name>) -> bool {
     iif_ok && oif_ok
 }
 
+/// What a rule does with a packet it matches: its first verdict decides (the kernel stops
+/// there), a target we do not know lets the packet through.
 fn exit(rule: &NftRule) -> Exit {
-    for e in rule.exprs.iter().rev() {
+    for e in &rule.exprs {
         match e {
             Expr::Verdict { code: NF_ACCEPT, .. } => return Exit::Pass,
             Expr::Verdict { code: NF_DROP, .. } => return Exit::Block,
@@ -149,18 +189,18 @@ fn exit(rule: &NftRule) -> Exit {
             Expr::Verdict { code: NFT_GOTO, chain: Some(c) } => return Exit::Goto(c.clone()),
             Expr::Verdict { .. } => return Exit::Pass,
             Expr::Reject { .. } => return Exit::Block,
-            Expr::Target { name, .. } => {
-                return match name.as_str() {
-                    "REJECT" | "DROP" => Exit::Block,
-                    "LOG" | "NFLOG" | "MARK" | "CONNMARK" | "TCPMSS" | "CLASSIFY" | "AUDIT" | "TRACE" => Exit::Continue,
-                    _ => Exit::Pass,
-                }
-            }
-            Expr::Counter { .. } => continue,
-            _ => return Exit::Continue,
+            Expr::Target { name, .. } if name == "REJECT" || name == "DROP" => return Exit::Block,
+            Expr::Target { name, .. } if !continues(name) => return Exit::Pass,
+            _ => {}
         }
     }
     Exit::Continue
+}
+
+/// Whether packets can reach a chain's end (then a `goto` to it returns past its caller): no
+/// rule that matches everything accepts or blocks them first.
+fn falls_through(rules: &[NftRule]) -> bool {
+    !rules.iter().any(|r| conditions(r).unconditional && matches!(exit(r), Exit::Pass | Exit::Block))
 }
 
 /// What stands between the guarded bridges and our rules.
@@ -190,7 +230,10 @@ pub fn forward(family: Family, forward: &[NftRule], chains: &Chains, ifaces: &[I
             reach.returns.push(show(family, rule));
             continue;
         }
-        walk_rule(family, rule, &c, &patterns, chains, false, 0, &mut reach.bypass);
+        if walk_rule(family, rule, &c, &patterns, chains, false, 0, &mut reach.bypass) {
+            // A goto whose chain falls through ends at FORWARD's policy.
+            reach.returns.push(show(family, rule));
+        }
     }
     reach
 }
@@ -229,6 +272,10 @@ fn patterns(ifaces: &[Iface]) -> Vec<Option<Name>> {
     }
 }
 
+/// Adds to `bypass` what of `rule` (and the chains it jumps to) lets guarded traffic through;
+/// `return_passes`: a return from this chain passes (DOCKER-USER's caller, FORWARD, accepts
+/// what Docker accepts). Returns true when a `goto` sends packets past this chain's end, which
+/// in a base chain is its policy (the caller decides).
 #[allow(clippy::too_many_arguments)]
 fn walk_rule(
     family: Family,
@@ -239,25 +286,43 @@ fn walk_rule(
     return_passes: bool,
     depth: usize,
     bypass: &mut Vec<String>,
-) {
+) -> bool {
     if !patterns.iter().any(|p| may_match(c, p.as_ref())) {
-        return;
+        return false;
     }
-    match exit(rule) {
-        Exit::Pass => bypass.push(show(family, rule)),
-        Exit::Return if return_passes => bypass.push(show(family, rule)),
-        Exit::Jump(chain) | Exit::Goto(chain) if chain != CHAIN => match chains.get(&chain) {
-            Some(rules) if depth < MAX_DEPTH => {
-                for inner in rules {
-                    let ic = conditions(inner);
-                    // A RETURN inside goes back to the caller, which goes on: not a pass.
-                    walk_rule(family, inner, &ic, patterns, chains, false, depth + 1, bypass);
-                }
-            }
-            _ => bypass.push(show(family, rule)),
-        },
-        _ => {}
+    let (chain, goto) = match exit(rule) {
+        Exit::Pass => {
+            bypass.push(show(family, rule));
+            return false;
+        }
+        Exit::Return if return_passes => {
+            bypass.push(show(family, rule));
+            return false;
+        }
+        Exit::Jump(chain) if chain != CHAIN => (chain, false),
+        Exit::Goto(chain) if chain != CHAIN => (chain, true),
+        _ => return false,
+    };
+    let Some(rules) = chains.get(&chain).filter(|_| depth < MAX_DEPTH) else {
+        bypass.push(show(family, rule));
+        return false;
+    };
+    for inner in rules {
+        let ic = conditions(inner);
+        // A RETURN inside goes back to the caller, which goes on: not a pass; a goto inside
+        // that falls through ends this chain too.
+        if walk_rule(family, inner, &ic, patterns, chains, false, depth + 1, bypass) {
+            bypass.push(show(family, inner));
+        }
     }
+    if goto && falls_through(rules) {
+        // Past the goto'd chain's end, packets return to the caller of this chain.
+        if depth == 0 && !return_passes {
+            return true;
+        }
+        bypass.push(show(family, rule));
+    }
+    false
 }
 
 /// A rule as `iptables -S` prints it when it is a shape we can read, else in nft syntax.

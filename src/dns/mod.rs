@@ -8,4 +8,5 @@
 //! I/O shell: `forwarder` (sockets and threads), `upstream` (resolv.conf), `nft_allower` (the
 //! sets, over `nft::socket`).
 
+pub mod message;
 pub mod names;

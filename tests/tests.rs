@@ -8,6 +8,7 @@ mod bad_input;
 mod baseline;
 mod concurrency;
 mod defects;
+mod dns_forwarder;
 mod docker_follow;
 mod guard_traffic;
 mod iptables_compat;

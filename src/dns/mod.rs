@@ -8,5 +8,9 @@
 //! I/O shell: `forwarder` (sockets and threads), `upstream` (resolv.conf), `nft_allower` (the
 //! sets, over `nft::socket`).
 
+pub mod forwarder;
+pub mod grant;
 pub mod message;
 pub mod names;
+pub mod nft_allower;
+pub mod upstream;

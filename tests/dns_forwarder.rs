@@ -465,3 +465,43 @@ fn five_hundred_lookups_each_followed_at_once_by_a_connection_all_succeed() {
     assert!(counters.commits >= u64::from(RACE_NAMES), "every lookup committed: {counters:?}");
     eprintln!("dns race: {RACE_NAMES} lookups + connections in {elapsed:?}");
 }
+
+/// The timeout and time left of the element for `addr` in the test table's `dns4`, in ms.
+fn element_times(ns: &Netns, addr: Ipv4Addr) -> Option<(u64, u64)> {
+    use egress_guard::nft::set::{getsetelem_dump, TimedElem};
+    use egress_guard::nft::socket::Netlink;
+    let replies = ns.enter(|| {
+        let mut nl = Netlink::open().unwrap();
+        nl.get("GETSETELEM", |seq| getsetelem_dump(seq, 1, TEST_TABLE, "dns4")).unwrap().unwrap_or_default()
+    });
+    let elems: Vec<TimedElem> = replies.iter().flat_map(|r| TimedElem::decode_all(&r.reply()).unwrap()).collect();
+    elems.iter().find(|e| e.key == addr.octets()).map(|e| (e.timeout_ms, e.expiration_ms.unwrap_or(0)))
+}
+
+#[test]
+fn a_grant_running_low_is_replaced_and_one_flushed_by_hand_is_added_again() {
+    harness::require_kernel!();
+    // Grants of 4 s are committed for 5 s; 1.5 s later a lookup wants 4 s more than it has.
+    let lifetimes = Lifetimes { min: Duration::from_secs(4), max: Duration::from_secs(4) };
+    let fx = Fixture::new(&["pypi.test"], lifetimes);
+    let ask = || lookup(&fx.dh.c1, IpAddr::V4(DNS_V4), "pypi.test", RecordType::A, false);
+    assert_eq!(ask(), noerror(&[IpAddr::V4(PYPI_V4)]));
+    let (timeout, _) = element_times(&fx.dh.host, PYPI_V4).expect("granted");
+    assert_eq!(timeout, 5000);
+    assert_eq!(ask().0, ResponseCode::NoError);
+    assert_eq!(fx.forwarder().counters().commits, 1, "within the headroom: no commit");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(ask().0, ResponseCode::NoError);
+    assert_eq!(fx.forwarder().counters().commits, 2);
+    let (timeout, left) = element_times(&fx.dh.host, PYPI_V4).expect("still granted");
+    assert!(timeout == 5000 && left > 4500, "replaced with its full time: {timeout} ms, {left} ms left");
+    // Someone empties the set: the cache believes the grant is there, the kernel refuses to
+    // delete what it lacks, and the forwarder adds it instead.
+    fx.dh.host.run(&["nft", "flush", "set", "inet", TEST_TABLE, "dns4"]);
+    assert_ne!(echo_probe(IpAddr::V4(PYPI_V4)).run_in(&fx.dh.c1), Outcome::Open);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(ask().0, ResponseCode::NoError);
+    assert!(element_times(&fx.dh.host, PYPI_V4).is_some());
+    assert_eq!(echo_probe(IpAddr::V4(PYPI_V4)).run_in(&fx.dh.c1), Outcome::Open);
+    assert_eq!(fx.forwarder().counters().grant_errors, 0);
+}

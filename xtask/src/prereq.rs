@@ -11,8 +11,14 @@ const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
 
 /// Programs the kernel tests run, and the Debian package that brings each.
-const TOOLS: &[(&str, &str)] =
-    &[("ip", "iproute2"), ("iptables", "iptables"), ("ip6tables", "iptables"), ("nft", "nftables")];
+const TOOLS: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("iptables", "iptables"),
+    ("ip6tables", "iptables"),
+    ("nft", "nftables"),
+    // The DNS forwarder's upstream in tests/dns_forwarder.rs and examples/dns_bench.rs.
+    ("dnsmasq", "dnsmasq-base"),
+];
 
 /// What the e2e suite runs besides dockerd itself (whose absence skips the suite instead):
 /// the docker CLI, nsenter to start dockerd in its namespace, tar and timeout.

@@ -140,7 +140,8 @@ impl Dnsmasq {
     fn start(ns: &Netns) -> Dnsmasq {
         let dir = std::env::temp_dir().join(format!("eg-dnsmasq-{}", ns.name()));
         std::fs::create_dir_all(&dir).unwrap();
-        let hosts: String = (1..=RACE_NAMES).map(|i| format!("{} race-{i}.test\n", race_addr(i))).collect();
+        let mut hosts: String = (1..=RACE_NAMES).map(|i| format!("{} race-{i}.test\n", race_addr(i))).collect();
+        hosts.extend((0..BIG_RECORDS).map(|i| format!("{} big.test\n", big_addr(i))));
         std::fs::write(dir.join("race.hosts"), hosts).unwrap();
         let log = dir.join("queries.log");
         let args = [
@@ -195,6 +196,13 @@ impl Drop for Dnsmasq {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// big.test has this many AAAA records: more than 512 bytes, so UDP without EDNS truncates.
+const BIG_RECORDS: u16 = 30;
+
+fn big_addr(i: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 1, 0xf000 + i)
 }
 
 fn race_addr(i: u16) -> Ipv6Addr {
@@ -504,4 +512,35 @@ fn a_grant_running_low_is_replaced_and_one_flushed_by_hand_is_added_again() {
     assert!(element_times(&fx.dh.host, PYPI_V4).is_some());
     assert_eq!(echo_probe(IpAddr::V4(PYPI_V4)).run_in(&fx.dh.c1), Outcome::Open);
     assert_eq!(fx.forwarder().counters().grant_errors, 0);
+}
+
+#[test]
+fn a_truncated_udp_answer_is_fetched_again_over_tcp_and_all_of_it_granted() {
+    harness::require_kernel!();
+    let fx = Fixture::new(&["big.test"], Lifetimes::default());
+    // A classic client (no EDNS, 512 bytes) over UDP: dnsmasq truncates, the forwarder asks
+    // again over TCP, grants all 30 addresses, and tells the client to come back over TCP.
+    let mut msg = Message::new(0x77, MessageType::Query, OpCode::Query);
+    msg.metadata.recursion_desired = true;
+    msg.add_query(Query::query(Name::from_ascii("big.test.").unwrap(), RecordType::AAAA));
+    let query = msg.to_vec().unwrap();
+    let answer = fx.dh.c1.enter(|| {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        socket.send_to(&query, (DNS_V4, 53)).unwrap();
+        let mut buf = [0u8; 4096];
+        let len = socket.recv(&mut buf).unwrap();
+        Message::from_vec(&buf[..len]).unwrap()
+    });
+    assert!(answer.metadata.truncation && answer.metadata.id == 0x77, "{answer}");
+    // dnsmasq's truncated UDP answer holds 17 of the 30: all 30 open means the TCP answer's.
+    for i in 0..BIG_RECORDS {
+        let to = IpAddr::V6(big_addr(i));
+        assert_eq!(echo_probe(to).run_in(&fx.dh.c1), Outcome::Open, "{to}");
+    }
+    assert_eq!(fx.forwarder().counters().commits, 1);
+    // The client's own retry over TCP gets everything, and commits nothing more.
+    let (rcode, addrs) = lookup(&fx.dh.c1, IpAddr::V4(DNS_V4), "big.test", RecordType::AAAA, true);
+    assert_eq!((rcode, addrs.len()), (ResponseCode::NoError, usize::from(BIG_RECORDS)));
+    assert_eq!(fx.forwarder().counters().commits, 1);
 }

@@ -434,6 +434,15 @@ fn send_udp(socket: &UdpSocket, bytes: &[u8], client: SocketAddr, local: IpAddr)
     let _ = result;
 }
 
+/// After a failed receive or accept: nothing to wait for when it was the poll timeout (the
+/// loop looks at the stop flag); a pause when it was anything else (out of file descriptors,
+/// say), so that a lasting error does not spin a core.
+fn back_off(e: &std::io::Error) {
+    if !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 // ---- UDP ----
 
 fn listen_udp<A: Allower, R: Refusals>(shared: &Shared<A, R>, socket: &Arc<UdpSocket>, queue: &SyncSender<UdpJob>) {
@@ -442,7 +451,10 @@ fn listen_udp<A: Allower, R: Refusals>(shared: &Shared<A, R>, socket: &Arc<UdpSo
     while !shared.stop.load(Ordering::Relaxed) {
         let (len, client, local) = match recv_udp(socket, &mut buf) {
             Ok(got) => got,
-            Err(_) => continue, // timeout (the stop flag), or a datagram we cannot use
+            Err(e) => {
+                back_off(&e);
+                continue;
+            }
         };
         let job = UdpJob {
             bytes: buf[..len].to_vec(),
@@ -639,7 +651,13 @@ fn read_exact_by(stream: &mut TcpStream, mut buf: &mut [u8], deadline: Instant) 
 
 fn listen_tcp<A: Allower + 'static, R: Refusals + 'static>(shared: &Arc<Shared<A, R>>, listener: &TcpListener) {
     while !shared.stop.load(Ordering::Relaxed) {
-        let Ok((stream, client)) = listener.accept() else { continue };
+        let (stream, client) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                back_off(&e);
+                continue;
+            }
+        };
         if shared.tcp_active.fetch_add(1, Ordering::AcqRel) >= shared.config.tcp_connections {
             shared.tcp_active.fetch_sub(1, Ordering::AcqRel);
             bump(&shared.counters.dropped);

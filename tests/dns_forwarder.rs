@@ -511,6 +511,13 @@ fn a_grant_running_low_is_replaced_and_one_flushed_by_hand_is_added_again() {
     assert_eq!(ask().0, ResponseCode::NoError);
     assert!(element_times(&fx.dh.host, PYPI_V4).is_some());
     assert_eq!(echo_probe(IpAddr::V4(PYPI_V4)).run_in(&fx.dh.c1), Outcome::Open);
+    // Flushed again, and this time the forwarder is told: the very next lookup commits.
+    fx.dh.host.run(&["nft", "flush", "set", "inet", TEST_TABLE, "dns4"]);
+    fx.forwarder().forget_grants();
+    let commits = fx.forwarder().counters().commits;
+    assert_eq!(ask().0, ResponseCode::NoError);
+    assert_eq!(fx.forwarder().counters().commits, commits + 1);
+    assert_eq!(echo_probe(IpAddr::V4(PYPI_V4)).run_in(&fx.dh.c1), Outcome::Open);
     assert_eq!(fx.forwarder().counters().grant_errors, 0);
 }
 

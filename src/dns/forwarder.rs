@@ -190,6 +190,7 @@ pub enum ForwardError {
 pub struct Forwarder {
     port: u16,
     counters: Arc<Counters>,
+    forget: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -200,6 +201,8 @@ struct Shared<A, R> {
     grants: Mutex<(A, GrantCache)>,
     refusals: R,
     counters: Arc<Counters>,
+    /// Set by [`Forwarder::forget_grants`]: the next grant clears the cache first.
+    forget: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     tcp_active: AtomicUsize,
     /// Keyed hashing of a counter: unpredictable query ids without a random-number crate
@@ -235,6 +238,7 @@ impl Forwarder {
 
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let forget = Arc::new(AtomicBool::new(false));
         let cache = GrantCache::new(config.cache_capacity);
         let (queue_tx, queue_rx) = mpsc::sync_channel::<UdpJob>(config.queue.max(1));
         let workers = config.workers.max(1);
@@ -243,12 +247,13 @@ impl Forwarder {
             grants: Mutex::new((allower, cache)),
             refusals,
             counters: Arc::clone(&counters),
+            forget: Arc::clone(&forget),
             stop: Arc::clone(&stop),
             tcp_active: AtomicUsize::new(0),
             ids: RandomState::new(),
             next_id: AtomicU64::new(0),
         });
-        let mut forwarder = Forwarder { port, counters, stop, threads: Vec::new() };
+        let mut forwarder = Forwarder { port, counters, forget, stop, threads: Vec::new() };
         let queue_rx = Arc::new(Mutex::new(queue_rx));
         for i in 0..workers {
             let (shared, rx) = (Arc::clone(&shared), Arc::clone(&queue_rx));
@@ -287,6 +292,13 @@ impl Forwarder {
 
     pub fn counters(&self) -> CounterValues {
         self.counters.snapshot()
+    }
+
+    /// Forgets which grants the kernel holds: call it after the sets were emptied or made
+    /// anew (a table rewritten, a flush), or lookups whose grants the cache still believes in
+    /// would commit nothing until those ran low.
+    pub fn forget_grants(&self) {
+        self.forget.store(true, Ordering::Release);
     }
 
     /// Stops the listeners and workers and waits for them (at most about one poll interval,
@@ -538,6 +550,9 @@ impl<A: Allower, R: Refusals> Shared<A, R> {
             Err(poisoned) => poisoned.into_inner(),
         };
         let (allower, cache) = &mut *guard;
+        if self.forget.swap(false, Ordering::AcqRel) {
+            cache.clear();
+        }
         let now = Instant::now();
         let commit = cache.plan(now, grants);
         if commit.is_empty() {

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod dns;
 pub mod docker;
 pub mod error;
 pub mod exit;

@@ -10,6 +10,7 @@ mod concurrency;
 mod confirm;
 mod daemon;
 mod defects;
+mod dns_forwarder;
 mod docker_follow;
 mod guard_traffic;
 mod iptables_compat;

@@ -1,6 +1,7 @@
 //! Named sets: NEWSET and NEWSETELEM for interval sets and concatenations of intervals, which
 //! rustables 0.9 cannot describe (its `Set` has no `NFTA_SET_DESC`, its elements neither flags
-//! nor `KEY_END`), the dump requests that read them back, and their decoders.
+//! nor `KEY_END`), elements that expire (`flags timeout`, for the DNS forwarder's grants) and
+//! DELSETELEM, the dump requests that read them back, and their decoders.
 
 use super::attr::{Attr, AttrWriter};
 use super::msg::{build, nft_type, Reply};
@@ -64,13 +65,44 @@ impl NftSet {
     /// NEWSETELEM messages adding `elems`, as many as it takes to stay under the attribute
     /// size limit; each is built by a closure that gets its sequence number.
     pub fn elems_msgs<'a>(&'a self, elems: &[SetElem]) -> Vec<impl FnOnce(u32) -> Vec<u8> + 'a> {
+        let encoded = elems.iter().map(|elem| {
+            let mut w = AttrWriter::new();
+            elem.encode(&mut w);
+            w.into_bytes()
+        });
+        self.list_msgs(NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_CREATE, encoded.collect())
+    }
+
+    /// NEWSETELEM messages adding elements that expire (the set has `NFT_SET_TIMEOUT`).
+    pub fn timed_elems_msgs<'a>(&'a self, elems: &[TimedElem]) -> Vec<impl FnOnce(u32) -> Vec<u8> + 'a> {
+        let encoded = elems.iter().map(|elem| {
+            let mut w = AttrWriter::new();
+            elem.encode(&mut w);
+            w.into_bytes()
+        });
+        self.list_msgs(NFT_MSG_NEWSETELEM, NLM_F_REQUEST | NLM_F_CREATE, encoded.collect())
+    }
+
+    /// DELSETELEM messages removing the elements with these keys (the kernel answers ENOENT,
+    /// and refuses the batch, if one is not there).
+    pub fn del_elems_msgs<'a>(&'a self, keys: &[Vec<u8>]) -> Vec<impl FnOnce(u32) -> Vec<u8> + 'a> {
+        let encoded = keys.iter().map(|key| {
+            let mut w = AttrWriter::new();
+            w.nest(NFTA_LIST_ELEM, |w| {
+                put_key(w, NFTA_SET_ELEM_KEY, key);
+            });
+            w.into_bytes()
+        });
+        self.list_msgs(NFT_MSG_DELSETELEM, NLM_F_REQUEST, encoded.collect())
+    }
+
+    /// Element-list messages of type `ty` holding the encoded `NFTA_LIST_ELEM`s, as many as it
+    /// takes to stay under the attribute size limit.
+    fn list_msgs<'a>(&'a self, ty: u16, flags: u16, encoded: Vec<Vec<u8>>) -> Vec<impl FnOnce(u32) -> Vec<u8> + 'a> {
         // (bytes, elements so far) per message; libnftnl numbers the list entries 1, 2, 3…
         // (the kernel ignores the number), and so do we.
         let mut chunks: Vec<(Vec<u8>, u16)> = vec![(Vec::new(), 0)];
-        for elem in elems {
-            let mut w = AttrWriter::new();
-            elem.encode(&mut w);
-            let mut bytes = w.into_bytes();
+        for mut bytes in encoded {
             if chunks.last().is_some_and(|(c, _)| c.len() + bytes.len() > ELEMENTS_BUDGET) {
                 chunks.push((Vec::new(), 0));
             }
@@ -85,7 +117,7 @@ impl NftSet {
             .into_iter()
             .map(move |(chunk, _)| {
                 move |seq| {
-                    build(nft_type(NFT_MSG_NEWSETELEM), NLM_F_REQUEST | NLM_F_CREATE, seq, self.family, 0, |w| {
+                    build(nft_type(ty), flags, seq, self.family, 0, |w| {
                         w.put_strz(NFTA_SET_ELEM_LIST_TABLE, &self.table).put_strz(NFTA_SET_ELEM_LIST_SET, &self.name);
                         w.put_bytes(NFTA_SET_ELEM_LIST_ELEMENTS | super::attr::NLA_F_NESTED, &chunk);
                     })
@@ -148,13 +180,9 @@ impl SetElem {
             if self.flags != 0 {
                 w.put_be32(NFTA_SET_ELEM_FLAGS, self.flags);
             }
-            w.nest(NFTA_SET_ELEM_KEY, |w| {
-                w.put_bytes(NFTA_DATA_VALUE, &self.key);
-            });
+            put_key(w, NFTA_SET_ELEM_KEY, &self.key);
             if let Some(end) = &self.key_end {
-                w.nest(NFTA_SET_ELEM_KEY_END, |w| {
-                    w.put_bytes(NFTA_DATA_VALUE, end);
-                });
+                put_key(w, NFTA_SET_ELEM_KEY_END, end);
             }
         });
     }
@@ -186,6 +214,66 @@ impl SetElem {
         }
         Ok(elems)
     }
+}
+
+/// An element of a set with `NFT_SET_TIMEOUT`: a key (each field of a concatenation padded
+/// to 4 bytes) and how long it lives. The kernel removes it when its time is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedElem {
+    pub key: Vec<u8>,
+    /// `NFTA_SET_ELEM_TIMEOUT`, in ms.
+    pub timeout_ms: u64,
+    /// `NFTA_SET_ELEM_EXPIRATION`, in ms: what is left of the timeout (sent: start the element
+    /// part-way; dumped: the time it still has).
+    pub expiration_ms: Option<u64>,
+}
+
+impl TimedElem {
+    /// One `NFTA_LIST_ELEM`, attributes in libnftnl's order (TIMEOUT, EXPIRATION, KEY).
+    fn encode(&self, w: &mut AttrWriter) {
+        w.nest(NFTA_LIST_ELEM, |w| {
+            w.put_be64(NFTA_SET_ELEM_TIMEOUT, self.timeout_ms);
+            if let Some(left) = self.expiration_ms {
+                w.put_be64(NFTA_SET_ELEM_EXPIRATION, left);
+            }
+            put_key(w, NFTA_SET_ELEM_KEY, &self.key);
+        });
+    }
+
+    fn decode(elem: &Attr<'_>) -> Result<TimedElem, NlError> {
+        let mut out = TimedElem { key: Vec::new(), timeout_ms: 0, expiration_ms: None };
+        for attr in elem.nested() {
+            let attr = attr?;
+            match attr.ty {
+                NFTA_SET_ELEM_KEY => out.key = data_value(&attr)?,
+                NFTA_SET_ELEM_TIMEOUT => out.timeout_ms = attr.be64()?,
+                NFTA_SET_ELEM_EXPIRATION => out.expiration_ms = Some(attr.be64()?),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// The elements of one NEWSETELEM message from a dump of a timeout set.
+    pub fn decode_all(reply: &Reply<'_>) -> Result<Vec<TimedElem>, NlError> {
+        let mut elems = Vec::new();
+        for attr in reply.attrs() {
+            let attr = attr?;
+            if attr.ty == NFTA_SET_ELEM_LIST_ELEMENTS {
+                for elem in attr.nested() {
+                    elems.push(TimedElem::decode(&elem?)?);
+                }
+            }
+        }
+        Ok(elems)
+    }
+}
+
+/// A key attribute: `NFTA_DATA_VALUE` nested in `ty` (KEY or KEY_END).
+fn put_key(w: &mut AttrWriter, ty: u16, key: &[u8]) {
+    w.nest(ty, |w| {
+        w.put_bytes(NFTA_DATA_VALUE, key);
+    });
 }
 
 fn data_value(attr: &Attr<'_>) -> Result<Vec<u8>, NlError> {
@@ -335,6 +423,98 @@ mod tests {
         let set = concat4();
         let ours = set.elems_msgs(&[elem]).remove(0)(6);
         assert_eq!(ours, without(&nft, &[NFTA_SET_ELEM_LIST_SET_ID]));
+    }
+
+    fn timeout4() -> NftSet {
+        NftSet { name: "dns4".into(), flags: NFT_SET_TIMEOUT, ..interval4() }
+    }
+
+    fn timeout6p() -> NftSet {
+        // ipv6_addr . inet_proto . inet_service: 8 << 12 | 12 << 6 | 13; a hash set, so nft
+        // sends no field lengths (only concatenated intervals need them).
+        NftSet { name: "dns6p".into(), flags: NFT_SET_TIMEOUT, key_type: 0x830d, key_len: 24, ..interval4() }
+    }
+
+    // The captures: nft 1.0.6 `nft -f` in `unshare -n` (kernel 6.18), strace -e trace=sendmsg
+    // -e write=all, of
+    //   table inet egress_guard {
+    //     set dns4 { type ipv4_addr; flags timeout; }
+    //     set dns6p { type ipv6_addr . inet_proto . inet_service; flags timeout; } }
+    // then of
+    //   add element inet egress_guard dns4 { 198.51.100.7 timeout 90s }
+    //   add element inet egress_guard dns6p { 2001:db8::7 . tcp . 443 timeout 1h expires 30m }
+    // then of `nft delete element inet egress_guard dns4 { 198.51.100.7 }`.
+
+    #[test]
+    fn timeout_sets_match_nft() {
+        // NEWSET seq 2 | TABLE | NAME "dns4" | FLAGS be32 0x10 (timeout) | KEY_TYPE 7 | KEY_LEN 4
+        // | ID 1 | USERDATA
+        let dns4 =
+            hex("60 00 00 00 09 0a 01 04 02 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 73 73 5f 67 \
+             75 61 72 64 00 00 00 00 09 00 02 00 64 6e 73 34 00 00 00 00 08 00 03 00 00 00 00 10 08 00 04 00 \
+             00 00 00 07 08 00 05 00 00 00 00 04 08 00 0a 00 00 00 00 01 0a 00 0d 00 00 04 02 00 00 00 00 00");
+        assert_eq!(timeout4().new_msg(2, 1), without(&dns4, &[NFTA_SET_USERDATA]));
+        assert_eq!(NftSet::decode(&parse(&dns4).unwrap()[0]).unwrap(), timeout4());
+        // NEWSET seq 3 | … NAME "dns6p" | FLAGS 0x10 | KEY_TYPE 0x830d | KEY_LEN 24 | ID 2 | USERDATA
+        let dns6p =
+            hex("68 00 00 00 09 0a 01 04 03 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 73 73 5f 67 \
+             75 61 72 64 00 00 00 00 0a 00 02 00 64 6e 73 36 70 00 00 00 08 00 03 00 00 00 00 10 08 00 04 00 \
+             00 00 83 0d 08 00 05 00 00 00 00 18 08 00 0a 00 00 00 00 02 14 00 0d 00 00 04 00 00 00 00 03 08 \
+             00 04 0d 00 00 00 01 00");
+        assert_eq!(timeout6p().new_msg(3, 2), without(&dns6p, &[NFTA_SET_USERDATA]));
+        assert_eq!(NftSet::decode(&parse(&dns6p).unwrap()[0]).unwrap(), timeout6p());
+    }
+
+    #[test]
+    fn timed_elements_match_nft() {
+        // NEWSETELEM seq 1 | TABLE | SET "dns4" | SET_ID | ELEMENTS { {TIMEOUT be64 90000,
+        // KEY 198.51.100.7} }
+        let dns4 =
+            hex("5c 00 00 00 0c 0a 01 04 01 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 73 73 5f 67 \
+             75 61 72 64 00 00 00 00 09 00 02 00 64 6e 73 34 00 00 00 00 08 00 04 00 00 00 00 01 20 00 03 80 \
+             1c 00 01 80 0c 00 04 00 00 00 00 00 00 01 5f 90 0c 00 01 80 08 00 01 00 c6 33 64 07");
+        let elem = TimedElem { key: vec![198, 51, 100, 7], timeout_ms: 90_000, expiration_ms: None };
+        assert_eq!(TimedElem::decode_all(&parse(&dns4).unwrap()[0]).unwrap(), std::slice::from_ref(&elem));
+        let set = timeout4();
+        assert_eq!(set.timed_elems_msgs(&[elem]).remove(0)(1), without(&dns4, &[NFTA_SET_ELEM_LIST_SET_ID]));
+
+        // NEWSETELEM seq 2 | … SET "dns6p" | SET_ID | ELEMENTS { {TIMEOUT 3600000, EXPIRATION
+        // 1800000, KEY 2001:db8::7 | 06 000000 | 01bb 0000} }
+        let dns6p =
+            hex("7c 00 00 00 0c 0a 01 04 02 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 73 73 5f 67 \
+             75 61 72 64 00 00 00 00 0a 00 02 00 64 6e 73 36 70 00 00 00 08 00 04 00 00 00 00 02 40 00 03 80 \
+             3c 00 01 80 0c 00 04 00 00 00 00 00 00 36 ee 80 0c 00 05 00 00 00 00 00 00 1b 77 40 20 00 01 80 \
+             1c 00 01 00 20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 07 06 00 00 00 01 bb 00 00");
+        let key = hex("20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 07 06 00 00 00 01 bb 00 00");
+        let elem = TimedElem { key, timeout_ms: 3_600_000, expiration_ms: Some(1_800_000) };
+        assert_eq!(TimedElem::decode_all(&parse(&dns6p).unwrap()[0]).unwrap(), std::slice::from_ref(&elem));
+        let set = timeout6p();
+        assert_eq!(set.timed_elems_msgs(&[elem]).remove(0)(2), without(&dns6p, &[NFTA_SET_ELEM_LIST_SET_ID]));
+    }
+
+    #[test]
+    fn deleting_an_element_matches_nft() {
+        // DELSETELEM (REQUEST only, no CREATE) seq 1 | TABLE | SET "dns4" | ELEMENTS { {KEY
+        // 198.51.100.7} }
+        let nft =
+            hex("48 00 00 00 0e 0a 01 00 01 00 00 00 00 00 00 00 01 00 00 00 11 00 01 00 65 67 72 65 73 73 5f 67 \
+             75 61 72 64 00 00 00 00 09 00 02 00 64 6e 73 34 00 00 00 00 14 00 03 80 10 00 01 80 0c 00 01 80 \
+             08 00 01 00 c6 33 64 07");
+        assert_eq!(timeout4().del_elems_msgs(&[vec![198, 51, 100, 7]]).remove(0)(1), nft);
+    }
+
+    #[test]
+    fn dumped_timed_element_gives_its_time_left() {
+        // The kernel's answer to `nft list set inet egress_guard dns6p` (GETSETELEM dump), 30 ms
+        // after the add above: KEY first, then TIMEOUT 3600000 and EXPIRATION 1799972 (0x1b7724).
+        let dump =
+            hex("74 00 00 00 0c 0a 02 00 00 00 00 00 63 72 00 00 01 00 00 04 11 00 01 00 65 67 72 65 73 73 5f 67 \
+             75 61 72 64 00 00 00 00 0a 00 02 00 64 6e 73 36 70 00 00 00 40 00 03 00 3c 00 01 00 20 00 01 00 \
+             1c 00 01 00 20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 07 06 00 00 00 01 bb 00 00 0c 00 04 00 \
+             00 00 00 00 00 36 ee 80 0c 00 05 00 00 00 00 00 00 1b 77 24");
+        let elems = TimedElem::decode_all(&parse(&dump).unwrap()[0]).unwrap();
+        let key = hex("20 01 0d b8 00 00 00 00 00 00 00 00 00 00 00 07 06 00 00 00 01 bb 00 00");
+        assert_eq!(elems, [TimedElem { key, timeout_ms: 3_600_000, expiration_ms: Some(1_799_972) }]);
     }
 
     #[test]

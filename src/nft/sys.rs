@@ -165,6 +165,10 @@ pub const NFTA_SET_DESC_CONCAT: u16 = 2;
 pub const NFTA_SET_FIELD_LEN: u16 = 1;
 pub const NFT_SET_INTERVAL: u32 = 0x4;
 pub const NFT_SET_CONCAT: u32 = 0x80;
+/// Elements carry a timeout and are removed by the kernel when it runs out.
+pub const NFT_SET_TIMEOUT: u32 = 0x10;
+/// The set's default element timeout in ms (be64); elements may carry their own.
+pub const NFTA_SET_TIMEOUT: u16 = 11;
 
 pub const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 pub const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -172,6 +176,10 @@ pub const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 pub const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
 pub const NFTA_SET_ELEM_KEY: u16 = 1;
 pub const NFTA_SET_ELEM_FLAGS: u16 = 3;
+/// The element's lifetime in ms (be64), what `nft list` prints as `timeout`.
+pub const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
+/// The time left in ms (be64): sent to start an element part-way, dumped as `expires`.
+pub const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
 pub const NFTA_SET_ELEM_KEY_END: u16 = 10;
 /// An element that closes an interval (rbtree sets: the first address past the range).
 pub const NFT_SET_ELEM_INTERVAL_END: u32 = 0x1;

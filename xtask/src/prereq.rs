@@ -19,6 +19,7 @@ const TOOLS: &[(&str, &str, &str)] = &[
     ("ip6tables", "iptables", "dockerd's rules in the emulated Docker host"),
     ("nft", "nftables", "the table-target and Docker nftables-backend tests"),
     ("systemd-analyze", "systemd", "the test that verifies the generated unit"),
+    ("dnsmasq", "dnsmasq-base", "the DNS forwarder's upstream in its tests and bench"),
 ];
 
 /// What the e2e suite runs besides dockerd itself (whose absence skips the suite instead):

@@ -1,0 +1,256 @@
+//! `cargo xtask bench` runs this in a fresh network namespace: the latency a lookup gains by going
+//! through the DNS forwarder instead of straight to the same upstream (median and p99; a name
+//! whose grant is cached, and names that each need a commit), and the lookups per second the
+//! forwarder answers on one core. The upstream is dnsmasq on 127.0.0.1; every query goes to
+//! loopback, and every loop is bounded in count and time.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use egress_guard::dns::forwarder::{Config, Forwarder, Refusal, Refusals};
+use egress_guard::dns::grant::Lifetimes;
+use egress_guard::dns::names::{parse_allow_domain, DomainList};
+use egress_guard::dns::nft_allower::{GrantSets, NftAllower};
+use hickory_proto::op::{Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+
+const UPSTREAM: u16 = 5300;
+const FORWARDER: u16 = 5301;
+const TABLE: &str = "eg_dns_bench";
+/// Names that each resolve to an address of their own (so each lookup needs a commit).
+const FRESH_NAMES: u32 = 4000;
+const LOOKUPS: usize = 2000;
+const THROUGHPUT_FOR: Duration = Duration::from_secs(3);
+const CLIENTS: usize = 8;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dns_bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Quiet;
+
+impl Refusals for Quiet {
+    fn refused(&self, _: &Refusal) {}
+}
+
+struct Dnsmasq(Child);
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run() -> Result<String, String> {
+    shell("ip", &["link", "set", "lo", "up"], "")?;
+    let dir = std::env::temp_dir().join(format!("eg-dns-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let hosts: String =
+        (0..FRESH_NAMES).map(|i| format!("2001:db8::{:x}:{:x} n{i}.bench.test\n", i >> 16 | 1, i & 0xffff)).collect();
+    std::fs::write(dir.join("hosts"), hosts).map_err(|e| e.to_string())?;
+    let _dnsmasq = Dnsmasq(
+        Command::new("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--pid-file=",
+                "--user=root",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                &format!("--port={UPSTREAM}"),
+                "--local=/test/",
+                "--local-ttl=300",
+                "--cache-size=10000",
+                &format!("--addn-hosts={}", dir.join("hosts").display()),
+                "--host-record=cached.bench.test,198.51.100.80,300",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start dnsmasq (apt-get install -y dnsmasq-base): {e}"))?,
+    );
+    let sets = GrantSets::named_in(TABLE);
+    shell("nft", &["-f", "-"], &format!("table inet {TABLE} {{\n{}}}\n", sets.nft_declarations()))?;
+    let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, UPSTREAM));
+    let via = SocketAddr::from((Ipv4Addr::LOCALHOST, FORWARDER));
+    wait_for(upstream)?;
+
+    let domains = DomainList::new(&[parse_allow_domain("*.bench.test").map_err(|e| e.to_string())?]);
+    let mut config = Config::new(FORWARDER, vec![upstream], domains);
+    config.lifetimes = Lifetimes::default();
+    let allower = NftAllower::new(sets).map_err(|e| e.to_string())?;
+    let forwarder = Forwarder::start(config, allower, Quiet).map_err(|e| e.to_string())?;
+
+    let mut out = String::from("dns forwarder (UDP over loopback, dnsmasq upstream):\n");
+    let row = |out: &mut String, label: &str, direct: &[Duration], forwarded: &[Duration]| {
+        let (dm, dp) = (percentile(direct, 50), percentile(direct, 99));
+        let (fm, fp) = (percentile(forwarded, 50), percentile(forwarded, 99));
+        let _ = writeln!(
+            out,
+            "  {label:<38} direct {:>7.1} µs / p99 {:>7.1} µs   via forwarder {:>7.1} µs / p99 {:>7.1} µs   added {:>6.1} µs / p99 {:>7.1} µs",
+            micros(dm),
+            micros(dp),
+            micros(fm),
+            micros(fp),
+            micros(fm.saturating_sub(dm)),
+            micros(fp.saturating_sub(dp))
+        );
+    };
+    // Warm dnsmasq's cache and ours.
+    timed(upstream, LOOKUPS / 4, |_| "cached.bench.test".into(), RecordType::A)?;
+    timed(via, LOOKUPS / 4, |_| "cached.bench.test".into(), RecordType::A)?;
+    let direct = timed(upstream, LOOKUPS, |_| "cached.bench.test".into(), RecordType::A)?;
+    let forwarded = timed(via, LOOKUPS, |_| "cached.bench.test".into(), RecordType::A)?;
+    row(&mut out, "one name, grant cached (no commit)", &direct, &forwarded);
+    // Fresh names: each forwarded lookup commits one element before it answers.
+    let direct = timed(upstream, LOOKUPS, |i| format!("n{i}.bench.test"), RecordType::AAAA)?;
+    let before = forwarder.counters().commits;
+    let offset = LOOKUPS;
+    let forwarded = timed(via, LOOKUPS, |i| format!("n{}.bench.test", i + offset), RecordType::AAAA)?;
+    let commits = forwarder.counters().commits - before;
+    row(&mut out, &format!("fresh names ({commits} commits)"), &direct, &forwarded);
+
+    // Throughput with the whole process (forwarder and clients) on one core.
+    pin_to_cpu0()?;
+    let rate = throughput(via)?;
+    let _ = writeln!(out, "  lookups per second on one core ({CLIENTS} clients, cached grant): {rate:.0}");
+    forwarder.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(out)
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted.get((sorted.len().saturating_sub(1)) * p / 100).copied().unwrap_or_default()
+}
+
+fn query(id: u16, name: &str, qtype: RecordType) -> Result<Vec<u8>, String> {
+    let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
+    msg.metadata.recursion_desired = true;
+    msg.add_query(Query::query(Name::from_ascii(format!("{name}.")).map_err(|e| e.to_string())?, qtype));
+    msg.to_vec().map_err(|e| e.to_string())
+}
+
+/// `n` sequential lookups of `name(i)` at `server`, each timed; sorted.
+fn timed(
+    server: SocketAddr,
+    n: usize,
+    name: impl Fn(usize) -> String,
+    qtype: RecordType,
+) -> Result<Vec<Duration>, String> {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| e.to_string())?;
+    socket.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
+    socket.connect(server).map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 2048];
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let q = query(i as u16, &name(i), qtype)?;
+        let t0 = Instant::now();
+        socket.send(&q).map_err(|e| e.to_string())?;
+        let len = socket.recv(&mut buf).map_err(|e| format!("{server}: no answer: {e}"))?;
+        times.push(t0.elapsed());
+        if len < 12 || buf[..2] != q[..2] || buf[3] & 0x0f != 0 {
+            return Err(format!("{server}: a wrong or failed answer to {}", name(i)));
+        }
+    }
+    times.sort();
+    Ok(times)
+}
+
+/// Answers per second from `CLIENTS` threads asking one name for `THROUGHPUT_FOR`.
+fn throughput(server: SocketAddr) -> Result<f64, String> {
+    let done = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let q = query(7, "cached.bench.test", RecordType::A)?;
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (done, stop, q) = (Arc::clone(&done), Arc::clone(&stop), q.clone());
+            std::thread::spawn(move || {
+                let Ok(socket) = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)) else { return };
+                let _ = socket.set_read_timeout(Some(Duration::from_millis(500)));
+                if socket.connect(server).is_err() {
+                    return;
+                }
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    if socket.send(&q).is_ok() && socket.recv(&mut buf).is_ok() {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    std::thread::sleep(THROUGHPUT_FOR);
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = t0.elapsed();
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64())
+}
+
+/// Every thread of this process on CPU 0 (threads started later inherit it; the forwarder's
+/// already run, so each is moved by its thread id).
+fn pin_to_cpu0() -> Result<(), String> {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let mut set = CpuSet::new();
+    set.set(0).map_err(|e| e.to_string())?;
+    let tasks = std::fs::read_dir("/proc/self/task").map_err(|e| e.to_string())?;
+    for task in tasks.flatten() {
+        if let Some(tid) = task.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
+            sched_setaffinity(Pid::from_raw(tid), &set).map_err(|e| format!("sched_setaffinity: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn wait_for(server: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while timed(server, 1, |_| "cached.bench.test".into(), RecordType::A).is_err() {
+        if Instant::now() > deadline {
+            return Err("dnsmasq did not answer within 5 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn shell(program: &str, args: &[&str], stdin: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(())
+}

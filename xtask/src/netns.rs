@@ -40,8 +40,16 @@ impl Netns {
 
     /// Runs `ip netns exec NAME ARGS…` and returns its stdout; a failure carries its stderr.
     pub fn exec(&self, args: &[&str]) -> Result<String, String> {
+        self.exec_env(args, &[])
+    }
+
+    /// Like [`Netns::exec`], with these variables set for the program.
+    pub fn exec_env(&self, args: &[&str], env: &[(&str, &std::path::Path)]) -> Result<String, String> {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &self.name]).args(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
         run_quiet(&mut command)
     }
 

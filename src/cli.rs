@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::backend::Target;
 use crate::net::Limit;
-use crate::policy::{self, Allow, Iface, PolicySpec, Refusal, Sourced, ValueError};
+use crate::policy::{self, Allow, Iface, LogTo, PolicySpec, Refusal, Sourced, ValueError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -110,17 +110,22 @@ pub struct PolicyArgs {
     #[arg(long, value_name = "HOW", value_enum)]
     pub reject_with: Option<Refusal>,
 
-    /// Log blocked attempts to the kernel log first, rate-limited, with this prefix
-    /// (default "egress-guard: ")
+    /// Log blocked attempts, rate-limited, with this prefix (default "egress-guard: "): to NFLOG
+    /// group 4711, where `egress-guard log` names the container (the prefix then ends with what
+    /// the guard does, e.g. "egress-guard: drop"), or to the kernel log with --log-to kernel
     #[arg(long, value_name = "PREFIX", num_args = 0..=1, require_equals = true, value_parser = prefix)]
     pub log: Option<Option<String>>,
+
+    /// Where --log writes: an NFLOG group (default), or the kernel log
+    #[arg(long, value_name = "WHERE", value_enum)]
+    pub log_to: Option<LogTo>,
 
     /// At most this many log entries: RATE/UNIT, UNIT second, minute, hour or day
     /// (default 10/minute, burst 5)
     #[arg(long, value_name = "RATE", value_parser = rate)]
     pub log_rate: Option<Limit>,
 
-    /// Log blocked attempts to this NFLOG group instead of the kernel log (for `ulogd`)
+    /// The NFLOG group --log writes to (default 4711); alone, it turns --log on
     #[arg(long, value_name = "N", value_parser = group)]
     pub nflog_group: Option<u16>,
 
@@ -221,6 +226,7 @@ impl PolicyArgs {
             refusal: self.reject_with,
             log: self.log.clone().map(|p| Sourced::flag("--log", p)),
             log_rate: self.log_rate,
+            log_to: self.log_to,
             nflog_group: self.nflog_group,
             block_host: self.block_host.then_some(true),
         }

@@ -12,6 +12,7 @@ mod defects;
 mod docker_follow;
 mod guard_traffic;
 mod iptables_compat;
+mod log_trail;
 mod policy_options;
 mod service;
 mod status_check;

@@ -3,6 +3,7 @@
 
 mod apply;
 mod check;
+mod log;
 mod remove;
 pub mod service;
 mod status;
@@ -36,6 +37,7 @@ pub fn run(command: Command) -> Result<Done, Error> {
         Command::Status(args) => status::run(args),
         Command::Check(args) => check::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::Log(args) => log::run(args),
         Command::InstallService(args) => service::install(args),
         Command::UninstallService(args) => service::uninstall(args),
     }

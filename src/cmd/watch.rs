@@ -51,6 +51,7 @@ pub fn run(args: WatchArgs) -> Result<Done, Error> {
         notify: Notifier::from_env(),
         fight: Fight::default(),
         args,
+        log: super::log::Hook::default(),
     };
     daemon.run()
 }
@@ -66,6 +67,8 @@ struct Daemon {
     fight: Fight,
     /// For re-reading the config on SIGHUP.
     args: WatchArgs,
+    /// The audit trail's thread, while the policy logs to NFLOG.
+    log: super::log::Hook,
 }
 
 /// What the loop was woken by.
@@ -79,6 +82,7 @@ impl Daemon {
     fn run(&mut self) -> Result<Done, Error> {
         say(&format!("egress-guard: watching (every change, and every {} s)", self.interval.as_secs()));
         let status = self.heal("start", false)?;
+        self.log.follow(&self.policy, &self.args.docker);
         self.tell(self.notify.ready(&status));
         let mut last_check = Instant::now();
         let mut pending: Option<(Instant, &'static str)> = None;
@@ -192,6 +196,7 @@ impl Daemon {
                 self.policy = policy;
                 self.target = target;
                 let status = self.heal("reload", false).unwrap_or_else(|e| format!("reload failed: {e}"));
+                self.log.follow(&self.policy, &self.args.docker);
                 say("egress-guard: reloaded the config");
                 self.tell(self.notify.ready(&status));
             }

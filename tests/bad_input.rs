@@ -131,7 +131,13 @@ fn bad_flags_and_configs_exit_2_and_change_nothing() {
     for (subcommand, args, needle) in BAD_OTHERS {
         assert_refused_by(&ns, subcommand, args, None, needle);
     }
-    assert_refused_by(&ns, "log", &[], Some("tcp://127.0.0.1:2375"), "unsupported docker host \"tcp://127.0.0.1:2375\"");
+    assert_refused_by(
+        &ns,
+        "log",
+        &[],
+        Some("tcp://127.0.0.1:2375"),
+        "unsupported docker host \"tcp://127.0.0.1:2375\"",
+    );
     let dir = std::env::temp_dir().join(format!("eg-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (i, (text, at, needle)) in BAD_CONFIGS.iter().enumerate() {

@@ -45,6 +45,8 @@ impl Key {
 #[derive(Debug)]
 struct Window {
     since: SystemTime,
+    /// The latest attempt in it.
+    last: SystemTime,
     /// Attempts in this window not printed (the first window's first one is).
     more: u64,
     first: Blocked,
@@ -107,10 +109,11 @@ impl Bursts {
         let key = Key::of(&b);
         if let Some(w) = self.windows.get_mut(&key) {
             w.more += 1;
+            w.last = w.last.max(b.at);
             return None;
         }
         if self.windows.len() < self.limits.max_bursts && self.take_token(b.at) {
-            self.windows.insert(key, Window { since: b.at, more: 0, first: b.clone() });
+            self.windows.insert(key, Window { since: b.at, last: b.at, more: 0, first: b.clone() });
             return Some(Record::Attempt(b));
         }
         let max = self.limits.max_distinct;
@@ -158,7 +161,7 @@ impl Bursts {
                 return false;
             }
             let until = w.since + window;
-            out.push(Record::Summary { since: w.since, until, count: w.more, first: w.first.clone() });
+            out.push(Record::Summary { since: w.since, until, last: w.last, count: w.more, first: w.first.clone() });
             w.since = until;
             w.more = 0;
             true
@@ -176,7 +179,13 @@ impl Bursts {
             .windows
             .drain()
             .filter(|(_, w)| w.more > 0)
-            .map(|(_, w)| Record::Summary { since: w.since, until: now.max(w.since), count: w.more, first: w.first })
+            .map(|(_, w)| Record::Summary {
+                since: w.since,
+                until: now.max(w.since),
+                last: w.last,
+                count: w.more,
+                first: w.first,
+            })
             .collect();
         out.extend(self.overflow_record(Some(now)));
         sort(&mut out);
@@ -282,7 +291,9 @@ mod tests {
         b.add(attempt(0, 4444));
         b.add(attempt(2, 4444));
         b.add(attempt(3, 4444));
-        assert_eq!(texts(&b.flush(at(4))), ["…and 2 more from ctf-web-1 to 203.0.113.7:4444/tcp in 4 s"]);
+        let out = b.flush(at(4));
+        assert_eq!(texts(&out), ["…and 2 more from ctf-web-1 to 203.0.113.7:4444/tcp in 4 s"]);
+        assert!(matches!(out[0], Record::Summary { last, .. } if last == at(3)));
         assert!(b.is_empty());
     }
 

@@ -50,8 +50,8 @@ pub enum Record {
     /// The first attempt of a burst (or a lone one).
     Attempt(Blocked),
     /// `count` more attempts like `first` (same container, destination, protocol, port and
-    /// action) between `since` and `until`.
-    Summary { since: SystemTime, until: SystemTime, count: u64, first: Blocked },
+    /// action) in the window from `since` to `until`, the last of them at `last`.
+    Summary { since: SystemTime, until: SystemTime, last: SystemTime, count: u64, first: Blocked },
     /// Attempts of bursts that were not printed one by one (too many new ones at once).
     Overflow { since: SystemTime, until: SystemTime, count: u64, sources: usize, destinations: usize },
     /// Messages the kernel dropped before we read them (gaps in its sequence numbers), and
@@ -195,6 +195,7 @@ enum Json<'a> {
     Summary {
         time: String,
         since: String,
+        last: String,
         count: u64,
         seconds: u64,
         #[serde(flatten)]
@@ -232,7 +233,7 @@ impl Record {
                 destination(&b.attempt),
                 b.action_text()
             ),
-            Record::Summary { since, until, count: n, first } => format!(
+            Record::Summary { since, until, count: n, first, .. } => format!(
                 "{} …and {} more from {} to {} in {} s",
                 rfc3339(*until),
                 count(*n),
@@ -270,9 +271,10 @@ impl Record {
     pub fn json(&self) -> String {
         let json = match self {
             Record::Attempt(b) => Json::Attempt { time: rfc3339(b.at), fields: b.fields() },
-            Record::Summary { since, until, count, first } => Json::Summary {
+            Record::Summary { since, until, last, count, first } => Json::Summary {
                 time: rfc3339(*until),
                 since: rfc3339(*since),
+                last: rfc3339(*last),
                 count: *count,
                 seconds: seconds(*since, *until),
                 fields: first.fields(),
@@ -396,7 +398,7 @@ pub(crate) mod tests {
     #[test]
     fn summaries_losses_and_overflows_are_one_line_each() {
         let first = blocked(tcp("172.18.0.2", "203.0.113.7", 4444), Who::Container(web()));
-        let summary = Record::Summary { since: at(0), until: at(10), count: 4211, first: first.clone() };
+        let summary = Record::Summary { since: at(0), until: at(10), last: at(9), count: 4211, first: first.clone() };
         assert_eq!(
             summary.text(),
             "2024-02-29T12:35:06.123Z …and 4,211 more from ctf-web-1 to 203.0.113.7:4444/tcp in 10 s"
@@ -406,12 +408,12 @@ pub(crate) mod tests {
             (&v["type"], &v["count"], &v["seconds"], &v["container"]),
             (&json!("summary"), &json!(4211), &json!(10), &json!("ctf-web-1"))
         );
-        assert_eq!(v["since"], "2024-02-29T12:34:56.123Z");
+        assert_eq!((&v["since"], &v["last"]), (&json!("2024-02-29T12:34:56.123Z"), &json!("2024-02-29T12:35:05.123Z")));
         let unnamed = Blocked { who: Who::Unnamed("x".into()), ..first };
         let six = "[2001:db8::2]:443/tcp";
         let mut v6 = unnamed.clone();
         v6.attempt = tcp("fd00:17::2", "2001:db8::2", 443);
-        assert!(Record::Summary { since: at(0), until: at(3), count: 2, first: v6 }
+        assert!(Record::Summary { since: at(0), until: at(3), last: at(2), count: 2, first: v6 }
             .text()
             .ends_with(&format!("from fd00:17::2 to {six} in 3 s")));
         let over = Record::Overflow { since: at(0), until: at(10), count: 52_000, sources: 3, destinations: 40_000 };

@@ -225,7 +225,7 @@ mod tests {
         let stray = blocked(tcp("fd00:17::9", "2001:db8::2", 443), Who::Unnamed("x".into()));
         let records = [
             Record::Attempt(web_attempt.clone()),
-            Record::Summary { since: at(0), until: at(10), count: 4211, first: web_attempt.clone() },
+            Record::Summary { since: at(0), until: at(10), last: at(9), count: 4211, first: web_attempt.clone() },
             Record::Attempt(Blocked { at: at(12), ..stray.clone() }),
             Record::Overflow { since: at(20), until: at(30), count: 500, sources: 1, destinations: 500 },
             Record::Lost { at: at(31), count: 7, overruns: 1 },

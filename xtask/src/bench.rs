@@ -198,7 +198,11 @@ pub fn bench() -> TaskResult {
     if let Err(e) = &audit {
         println!("\nnflog reader: failed: {e}");
     }
-    if rows.iter().any(|(_, result)| result.is_err()) || audit.is_err() {
+    let log = crate::bench_log::log_floods(&binary, nft_file.parent().unwrap_or(Path::new(".")));
+    if let Err(e) = &log {
+        println!("\nlog flood: failed: {e}");
+    }
+    if rows.iter().any(|(_, result)| result.is_err()) || audit.is_err() || log.is_err() {
         return Err(Some("some measurements failed (see above)".to_owned()));
     }
     Ok(())

@@ -247,6 +247,14 @@ fn watch_with_an_nflog_policy_writes_every_attempt_to_its_journal() {
         l.contains("unknown container on docker0 (Docker unavailable: docker socket")
             && l.ends_with("172.17.0.2 -> 198.51.100.2:80/tcp rejected (port-unreachable)")
     });
+    // One reader per group and namespace: `log` beside it says where the lines are.
+    let out = std::process::Command::new("timeout")
+        .args(["10", env!("CARGO_BIN_EXE_egress-guard"), "log", "--netns", dh.host.name()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("nflog group 4711 is taken") && err.contains("with watch, read its journal"), "{err}");
 }
 
 #[test]

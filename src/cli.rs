@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::backend::Target;
 use crate::net::Limit;
-use crate::policy::{self, Allow, Iface, PolicySpec, Refusal, Sourced, ValueError};
+use crate::policy::{self, Allow, Iface, LogTo, PolicySpec, Refusal, Sourced, ValueError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +35,7 @@ use crate::policy::{self, Allow, Iface, PolicySpec, Refusal, Sourced, ValueError
         egress-guard apply --dry-run                        show the rules, change nothing\n  \
         egress-guard status                                 what is in place, with counters\n  \
         egress-guard check                                  for monitoring: exit 0 only when guarded\n  \
+        egress-guard log                                    who tried to get out, with container names\n  \
         egress-guard remove                                 delete our rules, and only ours"
 )]
 pub struct Cli {
@@ -65,6 +66,15 @@ pub enum Command {
     /// (internal) the detached timer of a change made with --confirm
     #[command(hide = true)]
     RollbackTimer(TimerArgs),
+    /// Print blocked attempts as they happen, naming the container that made each
+    ///
+    /// Reads the NFLOG group the guard's --log rules write to and looks each source address up
+    /// in Docker (at the time of the attempt, so a container that is gone, or whose address went
+    /// to another, is still named right): time, container, image, compose project/service,
+    /// network, source, destination, protocol, port or ICMP type, and what the guard did. A
+    /// burst from one container to one destination is its first line and one summary per 10 s.
+    /// Runs until stopped (SIGINT, SIGTERM).
+    Log(LogArgs),
     /// Run `watch` as a systemd service: write egress-guard.service and enable it
     ///
     /// Writes /etc/systemd/system/egress-guard.service, which runs `egress-guard watch` at boot
@@ -120,17 +130,22 @@ pub struct PolicyArgs {
     #[arg(long, value_name = "HOW", value_enum)]
     pub reject_with: Option<Refusal>,
 
-    /// Log blocked attempts to the kernel log first, rate-limited, with this prefix
-    /// (default "egress-guard: ")
+    /// Log blocked attempts, rate-limited, with this prefix (default "egress-guard: "): to NFLOG
+    /// group 4711, where `egress-guard log` names the container (the prefix then ends with what
+    /// the guard does, e.g. "egress-guard: drop"), or to the kernel log with --log-to kernel
     #[arg(long, value_name = "PREFIX", num_args = 0..=1, require_equals = true, value_parser = prefix)]
     pub log: Option<Option<String>>,
+
+    /// Where --log writes: an NFLOG group (default), or the kernel log
+    #[arg(long, value_name = "WHERE", value_enum)]
+    pub log_to: Option<LogTo>,
 
     /// At most this many log entries: RATE/UNIT, UNIT second, minute, hour or day
     /// (default 10/minute, burst 5)
     #[arg(long, value_name = "RATE", value_parser = rate)]
     pub log_rate: Option<Limit>,
 
-    /// Log blocked attempts to this NFLOG group instead of the kernel log (for `ulogd`)
+    /// The NFLOG group --log writes to (default 4711); alone, it turns --log on
     #[arg(long, value_name = "N", value_parser = group)]
     pub nflog_group: Option<u16>,
 
@@ -229,6 +244,48 @@ pub struct WatchArgs {
     pub interval: u64,
     #[command(flatten)]
     pub netns: NetnsArg,
+    #[command(flatten)]
+    pub docker: DockerHostArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DockerHostArg {
+    /// dockerd's API socket, to name containers in the log: unix:///PATH or /PATH (default
+    /// $DOCKER_HOST, else /var/run/docker.sock)
+    #[arg(long, value_name = "SOCKET", value_parser = docker_host)]
+    pub docker_host: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Print JSON lines: one object per attempt, summary, overflow or loss
+    #[arg(long)]
+    pub json: bool,
+    /// Also append JSON lines to this file (created 0600), rotated at --max-size
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Rotate --output before it grows past this size: BYTES, or with K, M or G (default 10M);
+    /// FILE.1 to FILE.5 are kept
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub max_size: Option<u64>,
+    /// Print the top containers and destinations of the --output file (and its rotations), or
+    /// of --from FILE, and exit
+    #[arg(long)]
+    pub summary: bool,
+    /// With --summary: the JSON-lines file to read
+    #[arg(long, value_name = "FILE", requires = "summary")]
+    pub from: Option<PathBuf>,
+    /// The NFLOG group to read (default: nflog_group from the config file, else 4711)
+    #[arg(long, value_name = "N", value_parser = group)]
+    pub nflog_group: Option<u16>,
+    /// The config file whose nflog_group to read (default /etc/egress-guard/config.toml when
+    /// present)
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<String>,
+    #[command(flatten)]
+    pub docker: DockerHostArg,
+    #[command(flatten)]
+    pub netns: NetnsArg,
 }
 
 fn iface(s: &str) -> Result<Iface, ValueError> {
@@ -249,6 +306,12 @@ fn rate(s: &str) -> Result<Limit, ValueError> {
 fn group(s: &str) -> Result<u16, String> {
     s.parse::<u16>().map_err(|_| "must be a number from 0 to 65535".to_string())
 }
+fn docker_host(s: &str) -> Result<String, String> {
+    crate::docker::endpoint(Some(s), None).map(|_| s.to_string()).map_err(|e| e.to_string())
+}
+fn size(s: &str) -> Result<u64, String> {
+    crate::audit::rotate::parse_size(s)
+}
 
 impl PolicyArgs {
     /// The policy the flags give (`None` where a flag was not used).
@@ -263,6 +326,7 @@ impl PolicyArgs {
             refusal: self.reject_with,
             log: self.log.clone().map(|p| Sourced::flag("--log", p)),
             log_rate: self.log_rate,
+            log_to: self.log_to,
             nflog_group: self.nflog_group,
             block_host: self.block_host.then_some(true),
         }
@@ -359,6 +423,7 @@ mod tests {
                     | Command::Confirm(_)
                     | Command::Rollback(_)
                     | Command::RollbackTimer(_)
+                    | Command::Log(_)
                     | Command::InstallService(_)
                     | Command::UninstallService(_) => None,
                 };

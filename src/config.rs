@@ -11,7 +11,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::backend::Target;
-use crate::policy::{self, Origin, PolicyError, PolicySpec, Refusal, Sourced, ValueError};
+use crate::policy::{self, LogTo, Origin, PolicyError, PolicySpec, Refusal, Sourced, ValueError};
 
 /// Where the config is read from when `--config` is not given (if it exists).
 pub const DEFAULT_PATH: &str = "/etc/egress-guard/config.toml";
@@ -52,6 +52,7 @@ struct File {
     reject_with: Option<Refusal>,
     log: Option<Spanned<LogSetting>>,
     log_rate: Option<Spanned<String>>,
+    log_to: Option<LogTo>,
     nflog_group: Option<u16>,
     block_host: Option<bool>,
     target: Option<Target>,
@@ -132,6 +133,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         refusal: file.reject_with,
         log,
         log_rate,
+        log_to: file.log_to,
         nflog_group: file.nflog_group,
         block_host: file.block_host,
     };
@@ -206,6 +208,7 @@ allow = ["198.51.100.53:53/udp", "[2001:db8::53]:53/udp"]
 reject_with = "tcp-reset"
 log = "egress # blocked: "
 log_rate = "5/minute"
+log_to = "nflog"
 nflog_group = 7
 block_host = true
 target = "docker-user"
@@ -222,6 +225,8 @@ target = "docker-user"
             p.log.unwrap().sink,
             crate::policy::LogSink::Nflog { group: 7, prefix: Some("egress # blocked: ".into()) }
         );
+        let kernel = parse("c.toml", "log = true\nlog_to = \"kernel\"").unwrap().policy.resolve().unwrap();
+        assert_eq!(kernel.log.unwrap().sink, crate::policy::LogSink::Kernel { prefix: "egress-guard: ".into() });
     }
 
     #[test]
@@ -238,6 +243,7 @@ target = "docker-user"
         );
         assert!(err("[policy]\niface = []").starts_with(&format!("{PATH}:1:2: unknown field `policy`")));
         assert!(err("reject_with = \"sometimes\"").contains("1:15: unknown variant `sometimes`"));
+        assert!(err("log_to = \"syslog\"").contains("1:10: unknown variant `syslog`, expected `nflog` or `kernel`"));
     }
 
     #[test]

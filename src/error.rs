@@ -4,6 +4,8 @@
 
 use nix::errno::Errno;
 
+use crate::audit::rotate::RotateError;
+use crate::audit::trail::TrailError;
 use crate::backend::BackendError;
 use crate::config::ConfigError;
 use crate::exit::ExitCode;
@@ -46,6 +48,19 @@ pub enum Error {
     /// `install-service` / `uninstall-service` could not do their part.
     #[error(transparent)]
     Service(#[from] crate::cmd::service::ServiceError),
+    /// `egress-guard log` could not read the NFLOG group, or write its output.
+    #[error(transparent)]
+    Trail(#[from] TrailError),
+    /// `DOCKER_HOST` names something we cannot talk to.
+    #[error(transparent)]
+    Docker(#[from] crate::docker::DockerError),
+    /// `log --summary` could not read a file.
+    #[error("cannot read {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// Other writers kept committing between our read and our batch.
     #[error("gave up after {0} attempts: another program kept changing the ruleset; run the command again")]
     GaveUp(u32),
@@ -64,6 +79,11 @@ impl Error {
                 ExitCode::Kernel
             }
             Error::GaveUp(_) => ExitCode::GaveUp,
+            // Files named on the command line are the user's to fix; nothing was changed.
+            Error::Trail(TrailError::File(RotateError::Open { .. })) | Error::Docker(_) | Error::Read { .. } => {
+                ExitCode::Usage
+            }
+            Error::Trail(_) => ExitCode::Kernel,
             Error::Service(e) => e.exit_code(),
         }
     }

@@ -26,9 +26,15 @@ pub const DEFAULT_LOG_RATE: Limit = Limit { rate: 10, unit: 60, burst: 5 };
 pub const LOG_PREFIX_MAX: usize = 29;
 /// NFLOG prefixes (`xt_nflog_info`, nft `log prefix`) hold 63 bytes and a NUL.
 pub const NFLOG_PREFIX_MAX: usize = 63;
+/// What `--log` leaves of NFLOG's 63 bytes: the rule's prefix also carries what the guard does
+/// with the packet (a space and up to 16 bytes, see `audit::tag`), for `egress-guard log`.
+pub const NFLOG_USER_PREFIX_MAX: usize = NFLOG_PREFIX_MAX - 1 - crate::audit::tag::WORD_MAX;
+/// The NFLOG group `--log` writes to unless `--nflog-group` says otherwise: far from the 0–2
+/// that ulogd's and suricata's examples use, so the guard's attempts do not land in their logs.
+pub const DEFAULT_NFLOG_GROUP: u16 = 4711;
 
 /// How blocked packets are answered (`--reject-with`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Refusal {
     /// ICMP port unreachable: "connection refused" (TCP sees it after its first SYN retry, ~1 s)
@@ -40,6 +46,37 @@ pub enum Refusal {
     TcpReset,
     /// No answer: clients wait for their timeout
     Drop,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 4] =
+        [Refusal::PortUnreachable, Refusal::AdminProhibited, Refusal::TcpReset, Refusal::Drop];
+
+    /// The word `--reject-with` takes.
+    pub fn word(self) -> &'static str {
+        match self {
+            Refusal::PortUnreachable => "port-unreachable",
+            Refusal::AdminProhibited => "admin-prohibited",
+            Refusal::TcpReset => "tcp-reset",
+            Refusal::Drop => "drop",
+        }
+    }
+
+    pub fn from_word(word: &str) -> Option<Refusal> {
+        Refusal::ALL.into_iter().find(|r| r.word() == word)
+    }
+}
+
+/// Where `--log` writes (`--log-to`, config `log_to`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogTo {
+    /// An NFLOG group (--nflog-group, default 4711): `egress-guard log` reads it and names the
+    /// container
+    #[default]
+    Nflog,
+    /// The kernel log (dmesg, journalctl -k), as iptables' LOG target writes it
+    Kernel,
 }
 
 /// A bridge pattern: an interface name, or a prefix followed by the wildcard `+`.
@@ -89,7 +126,8 @@ impl fmt::Display for Allow {
 pub enum LogSink {
     /// The kernel log (`-j LOG --log-prefix`).
     Kernel { prefix: String },
-    /// An NFLOG group, for `egress-guard log` or ulogd (`-j NFLOG --nflog-group`).
+    /// An NFLOG group, for `egress-guard log` or ulogd (`-j NFLOG --nflog-group`). In the
+    /// policy `prefix` is the user's (or the default); `rules` adds what the guard does.
     Nflog { group: u16, prefix: Option<String> },
 }
 
@@ -241,6 +279,10 @@ pub enum PolicyError {
     AllowFamily { shown: String, family: Family },
     #[error("--log-rate needs --log or --nflog-group: add one, or drop --log-rate")]
     RateWithoutLog,
+    #[error("--log-to needs --log: add it, or drop --log-to")]
+    LogToWithoutLog,
+    #[error("--nflog-group is for --log-to nflog, and --log-to kernel writes the kernel log: drop one")]
+    GroupWithKernelLog,
     #[error("{shown}: prefix longer than {max} bytes, the kernel's limit")]
     LongPrefix { shown: String, max: usize },
 }
@@ -263,6 +305,7 @@ pub struct PolicySpec {
     /// `Some(None)`: `--log` without a prefix.
     pub log: Option<Sourced<Option<String>>>,
     pub log_rate: Option<Limit>,
+    pub log_to: Option<LogTo>,
     pub nflog_group: Option<u16>,
     pub block_host: Option<bool>,
 }
@@ -277,6 +320,7 @@ impl PolicySpec {
             refusal: self.refusal.or(base.refusal),
             log: self.log.or(base.log),
             log_rate: self.log_rate.or(base.log_rate),
+            log_to: self.log_to.or(base.log_to),
             nflog_group: self.nflog_group.or(base.nflog_group),
             block_host: self.block_host.or(base.block_host),
         }
@@ -312,22 +356,35 @@ impl PolicySpec {
         })
     }
 
+    /// `--log` (or `--nflog-group` alone, as before `--log-to`) turns logging on; NFLOG unless
+    /// `--log-to kernel`.
     fn logging(&self) -> Result<Option<Logging>, PolicyError> {
+        if self.log.is_none() && self.nflog_group.is_none() {
+            return match (self.log_rate, self.log_to) {
+                (Some(_), _) => Err(PolicyError::RateWithoutLog),
+                (None, Some(_)) => Err(PolicyError::LogToWithoutLog),
+                (None, None) => Ok(None),
+            };
+        }
+        let to = self.log_to.unwrap_or_default();
+        if to == LogTo::Kernel && self.nflog_group.is_some() {
+            return Err(PolicyError::GroupWithKernelLog);
+        }
         let prefix = match &self.log {
             Some(Sourced { value: Some(p), origin }) => {
-                let max = if self.nflog_group.is_some() { NFLOG_PREFIX_MAX } else { LOG_PREFIX_MAX };
+                let max = if to == LogTo::Nflog { NFLOG_USER_PREFIX_MAX } else { LOG_PREFIX_MAX };
                 if p.len() > max {
                     return Err(PolicyError::LongPrefix { shown: origin.show(&format!("{p:?}")), max });
                 }
-                Some(p.clone())
+                p.clone()
             }
-            _ => None,
+            _ => DEFAULT_LOG_PREFIX.to_string(),
         };
-        let sink = match (self.nflog_group, &self.log) {
-            (Some(group), _) => LogSink::Nflog { group, prefix },
-            (None, Some(_)) => LogSink::Kernel { prefix: prefix.unwrap_or_else(|| DEFAULT_LOG_PREFIX.to_string()) },
-            (None, None) if self.log_rate.is_some() => return Err(PolicyError::RateWithoutLog),
-            (None, None) => return Ok(None),
+        let sink = match to {
+            LogTo::Nflog => {
+                LogSink::Nflog { group: self.nflog_group.unwrap_or(DEFAULT_NFLOG_GROUP), prefix: Some(prefix) }
+            }
+            LogTo::Kernel => LogSink::Kernel { prefix },
         };
         Ok(Some(Logging { sink, rate: self.log_rate.unwrap_or(DEFAULT_LOG_RATE) }))
     }
@@ -602,17 +659,44 @@ mod tests {
     #[test]
     fn logging_choices() {
         let log = |prefix: Option<&str>| Some(Sourced::flag("--log", prefix.map(str::to_string)));
-        let p = PolicySpec { log: log(None), ..Default::default() }.resolve().unwrap();
-        assert_eq!(p.log.unwrap().sink, LogSink::Kernel { prefix: DEFAULT_LOG_PREFIX.into() });
-        let p = PolicySpec { nflog_group: Some(5), ..Default::default() }.resolve().unwrap();
-        assert_eq!(p.log.unwrap().sink, LogSink::Nflog { group: 5, prefix: None });
+        let sink = |spec: PolicySpec| spec.resolve().map(|p| p.log.map(|l| l.sink));
+        let nflog = |group, prefix: &str| Ok(Some(LogSink::Nflog { group, prefix: Some(prefix.into()) }));
+        assert_eq!(sink(PolicySpec { log: log(None), ..Default::default() }), nflog(4711, DEFAULT_LOG_PREFIX));
+        assert_eq!(sink(PolicySpec { nflog_group: Some(5), ..Default::default() }), nflog(5, DEFAULT_LOG_PREFIX));
+        let kernel = PolicySpec { log: log(Some("egress: ")), log_to: Some(LogTo::Kernel), ..Default::default() };
+        assert_eq!(sink(kernel), Ok(Some(LogSink::Kernel { prefix: "egress: ".into() })));
         let rate_only = PolicySpec { log_rate: Some(parse_rate("5/second").unwrap()), ..Default::default() };
         assert_eq!(rate_only.resolve(), Err(PolicyError::RateWithoutLog));
+        let to_only = PolicySpec { log_to: Some(LogTo::Nflog), ..Default::default() };
+        assert_eq!(to_only.resolve(), Err(PolicyError::LogToWithoutLog));
+        let both = PolicySpec { nflog_group: Some(5), log_to: Some(LogTo::Kernel), ..Default::default() };
+        assert_eq!(both.resolve(), Err(PolicyError::GroupWithKernelLog));
+    }
+
+    #[test]
+    fn prefixes_are_bounded_by_their_sink() {
+        let log = |prefix: &str| Some(Sourced::flag("--log", Some(prefix.to_string())));
         let long = "a-prefix-that-is-far-too-long-for-LOG";
-        let e = PolicySpec { log: log(Some(long)), ..Default::default() }.resolve().unwrap_err();
-        assert_eq!(e.to_string(), format!("--log {long:?}: prefix longer than 29 bytes, the kernel's limit"));
-        let nflog = PolicySpec { log: log(Some(long)), nflog_group: Some(1), ..Default::default() };
-        assert!(nflog.resolve().is_ok(), "NFLOG takes 63 bytes");
+        let kernel = PolicySpec { log: log(long), log_to: Some(LogTo::Kernel), ..Default::default() };
+        assert_eq!(
+            kernel.resolve().unwrap_err().to_string(),
+            format!("--log {long:?}: prefix longer than 29 bytes, the kernel's limit")
+        );
+        assert!(PolicySpec { log: log(long), ..Default::default() }.resolve().is_ok(), "NFLOG takes 46 bytes");
+        let fits = "x".repeat(NFLOG_USER_PREFIX_MAX);
+        assert!(PolicySpec { log: log(&fits), ..Default::default() }.resolve().is_ok());
+        let over = PolicySpec { log: log(&format!("{fits}x")), ..Default::default() };
+        assert!(over.resolve().unwrap_err().to_string().ends_with("prefix longer than 46 bytes, the kernel's limit"));
+    }
+
+    #[test]
+    fn refusal_words_are_the_ones_clap_takes() {
+        use clap::ValueEnum;
+        for r in Refusal::ALL {
+            assert_eq!(r.to_possible_value().map(|v| v.get_name().to_string()).as_deref(), Some(r.word()));
+            assert_eq!(Refusal::from_word(r.word()), Some(r));
+        }
+        assert_eq!(Refusal::value_variants().len(), Refusal::ALL.len());
     }
 }
 
@@ -658,6 +742,10 @@ pub(crate) mod testing {
         }
         pub fn nflog(mut self, group: u16) -> Spec {
             self.0.nflog_group = Some(group);
+            self
+        }
+        pub fn log_to(mut self, to: LogTo) -> Spec {
+            self.0.log_to = Some(to);
             self
         }
         pub fn block_host(mut self) -> Spec {

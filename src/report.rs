@@ -140,6 +140,7 @@ fn place_text(s: &mut String, p: &PlaceReport, note: &str) {
     }
     let reach = if p.reached { "reached" } else { "NOT reached" };
     let _ = writeln!(s, "{}, {reach}, {} foreign rule(s)", p.verdict.word(), p.foreign_rules);
+    let _ = writeln!(s, "  refused {} attempt(s) since the rules were written", p.refused);
     for r in &p.rules {
         let _ = writeln!(s, "  {}\n    matched {} packet(s)", r.rule, r.packets);
     }
@@ -169,6 +170,7 @@ mod tests {
             reason: (verdict != Verdict::InPlace).then(|| "test".into()),
             foreign_rules: 0,
             rules: vec![RuleReport { rule: "-A DOCKER-USER \"x\"".into(), packets: 3 }],
+            refused: 3,
             bypass: vec![],
         }
     }
@@ -197,5 +199,7 @@ mod tests {
         assert_eq!(v["places"][0]["reached"], false);
         assert_eq!(v["places"][0]["families"][0], "ipv4");
         assert_eq!(v["places"][0]["rules"][0]["rule"], "-A DOCKER-USER \"x\"");
+        assert_eq!(v["places"][0]["refused"], 3);
+        assert!(report(vec![place(Verdict::InPlace, true)]).human().contains("refused 3 attempt(s) since"));
     }
 }

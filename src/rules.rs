@@ -6,8 +6,9 @@
 
 use ipnet::IpNet;
 
+use crate::audit::tag;
 use crate::net::Family;
-use crate::policy::{Allow, Iface, Logging, Policy, Refusal};
+use crate::policy::{Allow, Iface, LogSink, Logging, Policy, Refusal};
 
 /// The comment that marks everything of ours.
 pub const COMMENT: &str = "egress-guard";
@@ -52,7 +53,8 @@ pub enum Step {
     PassMulticast,
     /// These destinations pass (both families' entries: a backend takes its family's).
     Allow(Vec<Allow>),
-    /// New connections are logged, rate-limited.
+    /// New connections are logged, rate-limited. An NFLOG prefix says what the refusal that
+    /// follows does (`audit::tag`), so `egress-guard log` can tell.
     Log(Logging),
     /// New connections are refused; only TCP ones when `tcp_only` (a reset answers only TCP).
     Refuse { answer: Refusal, tcp_only: bool },
@@ -97,7 +99,14 @@ fn steps(policy: &Policy, multicast: bool) -> Vec<Step> {
         steps.push(Step::Allow(policy.allow.clone()));
     }
     if let Some(log) = &policy.log {
-        steps.push(Step::Log(log.clone()));
+        let sink = match &log.sink {
+            LogSink::Nflog { group, prefix } => {
+                let user = prefix.as_deref().unwrap_or(crate::policy::DEFAULT_LOG_PREFIX);
+                LogSink::Nflog { group: *group, prefix: Some(tag::compose(user, policy.refusal)) }
+            }
+            kernel @ LogSink::Kernel { .. } => kernel.clone(),
+        };
+        steps.push(Step::Log(Logging { sink, rate: log.rate }));
     }
     match policy.refusal {
         Refusal::TcpReset => {
@@ -152,6 +161,16 @@ mod tests {
             scopes,
             [Scope::Subnets(Family::V4, vec!["172.17.0.0/16".parse().unwrap()]), Scope::Family(Family::V6)]
         );
+    }
+
+    #[test]
+    fn an_nflog_prefix_says_what_the_refusal_does() {
+        let p = crate::policy::testing::spec().log(Some("blocked")).refusal(Refusal::Drop).policy();
+        let log = sections(&p)[0].steps.iter().find_map(|s| match s {
+            Step::Log(l) => Some(l.sink.clone()),
+            _ => None,
+        });
+        assert_eq!(log, Some(LogSink::Nflog { group: 4711, prefix: Some("blocked drop".into()) }));
     }
 
     #[test]

@@ -30,7 +30,11 @@ const BAD_FLAGS: &[(&[&str], &str)] = &[
     (&["--log-rate", "5/minute"], "--log-rate needs --log"),
     (&["--nflog-group", "70000"], "from 0 to 65535"),
     (&["--log="], "the prefix is empty"),
-    (&["--log=a-prefix-that-is-far-too-long-for-LOG"], "longer than 29 bytes"),
+    (&["--log=a-prefix-that-is-far-too-long-for-LOG", "--log-to", "kernel"], "longer than 29 bytes"),
+    (&["--log=a-prefix-of-forty-seven-bytes-one-too-many-for-"], "longer than 46 bytes"),
+    (&["--log-to", "syslog"], "invalid value 'syslog'"),
+    (&["--log-to", "kernel"], "--log-to needs --log"),
+    (&["--log", "--log-to", "kernel", "--nflog-group", "5"], "--nflog-group is for --log-to nflog"),
     (&["--target", "sideways"], "invalid value 'sideways'"),
     (&["--netns", "eg-no-such-namespace"], "ip netns list"),
     (&["--config", "/nonexistent/egress-guard.toml"], "cannot read config /nonexistent/egress-guard.toml"),
@@ -53,6 +57,28 @@ const BAD_FLAGS: &[(&[&str], &str)] = &[
     (&["--confirm", "60", "--dry-run"], "cannot be used with"),
 ];
 
+/// `log` and `watch` options: (subcommand, flags, what the one line must mention). None of them
+/// may get as far as binding the NFLOG group or writing a rule.
+const BAD_OTHERS: &[(&str, &[&str], &str)] = &[
+    ("log", &["--max-size", "10X", "--output", "/tmp/eg-never-written.jsonl"], "\"10X\" is not a size"),
+    ("log", &["--max-size", "100", "--output", "/tmp/eg-never-written.jsonl"], "at least 4K"),
+    ("log", &["--max-size", "1M"], "--max-size is for --output FILE"),
+    ("log", &["--summary"], "--summary reads a file"),
+    ("log", &["--from", "/tmp/eg-never-read.jsonl"], "--summary"),
+    ("log", &["--summary", "--from", "/nonexistent/attempts.jsonl"], "cannot read /nonexistent/attempts.jsonl"),
+    ("log", &["--output", "/nonexistent/dir/attempts.jsonl"], "cannot open /nonexistent/dir/attempts.jsonl"),
+    ("log", &["--output", "/tmp"], "cannot open /tmp: Is a directory"),
+    ("log", &["--output", "/dev/null"], "cannot open /dev/null: not a regular file"),
+    ("log", &["--docker-host", "tcp://127.0.0.1:2375"], "only unix sockets are supported"),
+    ("log", &["--docker-host", "docker.sock"], "only unix sockets are supported"),
+    ("log", &["--nflog-group", "70000"], "from 0 to 65535"),
+    ("log", &["--config", "/nonexistent/egress-guard.toml"], "cannot read config"),
+    ("log", &["--json=yes"], "unexpected value 'yes'"),
+    ("watch", &["--docker-host", "ssh://me@host"], "only unix sockets are supported"),
+    ("watch", &["--log-to", "syslog"], "invalid value 'syslog'"),
+    ("watch", &["--log-to", "kernel"], "--log-to needs --log"),
+];
+
 /// (config file text, the line:column the message must name, what else it must mention)
 const BAD_CONFIGS: &[(&str, &str, &str)] = &[
     ("ifac = [\"docker0\"]", "1:1", "unknown field `ifac`, expected one of `iface`"),
@@ -64,6 +90,8 @@ const BAD_CONFIGS: &[(&str, &str, &str)] = &[
     ("reject_with = \"sometimes\"", "1:15", "unknown variant `sometimes`"),
     ("log = 3", "1:7", "expected true, false or a prefix string"),
     ("target = \"sideways\"", "1:10", "unknown variant `sideways`"),
+    ("log_to = \"syslog\"", "1:10", "unknown variant `syslog`"),
+    ("log = true\nlog_to = \"kernel\"\nnflog_group = 5", "", "--nflog-group is for --log-to nflog"),
     // Issue 8, item 7: a value error names the file, line and column, not a flag.
     ("allow = [\n  \"198.51.100.53:+53/udp\",\n]", "2:3", "port \"+53\""),
     ("iface = [\"..\"]", "1:10", "are not interface names"),
@@ -72,14 +100,24 @@ const BAD_CONFIGS: &[(&str, &str, &str)] = &[
 
 /// Runs `apply ARGS --netns NS` and checks: exit 2, one stderr line mentioning `needle`.
 fn assert_refused(ns: &Netns, args: &[&str], needle: &str) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_egress-guard"));
-    command.arg("apply").args(args);
+    assert_refused_by(ns, "apply", args, None, needle);
+}
+
+/// Runs `SUBCOMMAND ARGS --netns NS` (with DOCKER_HOST set to `docker_host`, if given) under a
+/// time limit, so that one accepted by mistake ends anyway, and checks as `assert_refused`.
+fn assert_refused_by(ns: &Netns, subcommand: &str, args: &[&str], docker_host: Option<&str>, needle: &str) {
+    let mut command = Command::new("timeout");
+    command.args(["10", env!("CARGO_BIN_EXE_egress-guard"), subcommand]).args(args);
+    match docker_host {
+        Some(value) => command.env("DOCKER_HOST", value),
+        None => command.env_remove("DOCKER_HOST"),
+    };
     if !args.contains(&"--netns") {
         command.args(["--netns", ns.name()]);
     }
     let out = command.output().expect("run egress-guard");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert_eq!(out.status.code(), Some(2), "{subcommand} {args:?}: {err}");
     assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
     assert!(err.starts_with("egress-guard: "), "{args:?}: {err}");
     assert!(err.contains(needle), "{args:?}: {err:?} does not mention {needle:?}");
@@ -91,10 +129,20 @@ fn bad_flags_and_configs_exit_2_and_change_nothing() {
     let ns = docker_user_namespace("badinput");
     egress_guard_ok(&ns, &["apply"]);
     let before = ns.run(&["nft", "--stateless", "--handle", "list", "ruleset"]);
-    assert!(BAD_FLAGS.len() + BAD_CONFIGS.len() >= 25);
+    assert!(BAD_FLAGS.len() + BAD_CONFIGS.len() + BAD_OTHERS.len() >= 25);
     for (args, needle) in BAD_FLAGS {
         assert_refused(&ns, args, needle);
     }
+    for (subcommand, args, needle) in BAD_OTHERS {
+        assert_refused_by(&ns, subcommand, args, None, needle);
+    }
+    assert_refused_by(
+        &ns,
+        "log",
+        &[],
+        Some("tcp://127.0.0.1:2375"),
+        "unsupported docker host \"tcp://127.0.0.1:2375\"",
+    );
     let dir = std::env::temp_dir().join(format!("eg-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (i, (text, at, needle)) in BAD_CONFIGS.iter().enumerate() {

@@ -150,8 +150,10 @@ fn a_rule_of_ours_changed_by_hand_is_replaced() {
 }
 
 /// Every policy knob, so every rule shape we emit is compared: allow (address, address:port),
-/// LOG with a limit, NFLOG, tcp-reset, drop, admin-prohibited, subnets with and without bridges,
-/// the subnet multicast exception, non-byte-aligned prefixes.
+/// NFLOG with a limit (the default `--log`: group 4711, the prefix ending in what the guard
+/// does), NFLOG with its own group and prefix, the kernel log (`--log-to kernel`), tcp-reset,
+/// drop, admin-prohibited, subnets with and without bridges, the subnet multicast exception,
+/// non-byte-aligned prefixes.
 const POLICIES: &[&[&str]] = &[
     &[
         "--allow",
@@ -175,6 +177,8 @@ const POLICIES: &[&[&str]] = &[
         "--reject-with",
         "admin-prohibited",
         "--log",
+        "--log-to",
+        "kernel",
         "--log-rate",
         "3/second",
     ],

@@ -146,20 +146,21 @@ fn blocked_attempts_are_logged_within_the_rate_limit() {
     harness::require_kernel!();
     let dh = DockerHost::new();
     // Burst 5, then one per minute: a test of a few seconds can see at most 5 + 1 entries.
-    dh.egress_guard_ok("apply", &["--log=egress: ", "--log-rate", "1/minute"]);
+    dh.egress_guard_ok("apply", &["--log=egress: ", "--log-to", "kernel", "--log-rate", "1/minute"]);
     let udp = |port| Probe::udp((INTERNET_V4, port)).timeout(Duration::from_millis(200));
     for round in 0..20u16 {
         assert!(!udp(1000 + round).run_in(&dh.c1).is_open());
     }
-    let logged = rule_packets(&dh, "iptables", "LOG");
+    let logged = rule_packets(&dh, "iptables", " LOG ");
     let rejected = rule_packets(&dh, "iptables", "REJECT");
     assert!((1..=6).contains(&logged), "logged {logged} of 20 attempts (burst 5, 1/minute)");
     assert!(rejected >= 20, "rejected {rejected}");
 
-    // NFLOG instead of the kernel log: the rule is native `log group`, still iptables-readable.
+    // NFLOG instead of the kernel log: the rule is native `log group`, still iptables-readable,
+    // and its prefix says what follows.
     dh.egress_guard_ok("apply", &["--nflog-group", "7"]);
     let rules = dh.host.run(&["iptables", "-S", "DOCKER-USER"]);
-    assert!(rules.contains("-j NFLOG --nflog-group 7"), "{rules}");
+    assert!(rules.contains("-j NFLOG --nflog-prefix \"egress-guard: port-unreachable\" --nflog-group 7"), "{rules}");
     assert!(!udp(2000).run_in(&dh.c1).is_open());
     assert!(rule_packets(&dh, "iptables", "NFLOG") >= 1);
 }

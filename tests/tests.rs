@@ -14,6 +14,7 @@ mod dns_forwarder;
 mod docker_follow;
 mod guard_traffic;
 mod iptables_compat;
+mod log_trail;
 mod policy_options;
 mod service;
 mod status_check;

@@ -61,7 +61,7 @@ pub enum ReaderError {
     /// bind a group; it answers EPERM to others, EBUSY to the holder binding again).
     #[error(
         "nflog group {group} is taken by another program in this network namespace \
-         (ulogd, `tcpdump -i nflog:{group}`, or another `egress-guard log`?)"
+         (ulogd, `tcpdump -i nflog:{group}`, or egress-guard watch or log: with watch, read its journal)"
     )]
     GroupTaken { group: u16 },
     /// The kernel said EPERM and this process lacks CAP_NET_ADMIN.

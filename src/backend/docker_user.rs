@@ -565,6 +565,7 @@ pub fn judge_chain(state: &ChainState, policy: &Policy, required: bool) -> Place
     let planned = encode(family, &plan(policy, family));
     let ours = state.ours();
     let rules = ours.iter().map(|r| RuleReport { rule: our_line(family, r), packets: r.packets() }).collect();
+    let refused = ours.iter().filter(|r| refuses(family, r)).map(|r| r.packets()).sum();
     let d = diff(state.all(), &planned, &state.ahead(&policy.ifaces));
     let (verdict, reason) = if !state.exists() {
         (Verdict::Absent, Some("the chain does not exist".to_string()))
@@ -591,8 +592,14 @@ pub fn judge_chain(state: &ChainState, policy: &Policy, required: bool) -> Place
         reason,
         foreign_rules: state.foreign_count(),
         rules,
+        refused,
         bypass: state.reach.bypass.clone(),
     }
+}
+
+/// Whether a rule of ours refuses what it matches (REJECT or DROP).
+fn refuses(family: Family, rule: &NftRule) -> bool {
+    codec::decode(family, &rule.exprs).is_some_and(|r| matches!(r.action, Action::Reject(_) | Action::Drop))
 }
 
 #[cfg(test)]

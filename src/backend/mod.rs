@@ -184,6 +184,8 @@ pub struct PlaceReport {
     pub reason: Option<String>,
     pub foreign_rules: usize,
     pub rules: Vec<RuleReport>,
+    /// Attempts refused since our rules were written: the sum of the refusing rules' counters.
+    pub refused: u64,
     /// Rules of other programs that let guarded traffic out before it reaches ours.
     pub bypass: Vec<String>,
 }

@@ -15,6 +15,7 @@ use super::{Backend, BackendError, Change, PlaceReport, RuleReport, RuleText, St
 use crate::net::Family;
 use crate::nft::attr::Attrs;
 use crate::nft::chain::ChainDef;
+use crate::nft::expr::Expr;
 use crate::nft::msg::{self, BatchBuilder};
 use crate::nft::rule::{comment_udata, NftRule, Position};
 use crate::nft::set::{self, NftSet, SetElem};
@@ -314,6 +315,7 @@ pub fn judge(state: &TableState, plan: &TablePlan, families: &[Family]) -> Place
         .filter(|(_, r)| is_ours(r))
         .map(|(_, r)| RuleReport { rule: text::rule(r), packets: r.packets() })
         .collect();
+    let refused = state.rules().filter(|(_, r)| is_ours(r) && refuses(r)).map(|(_, r)| r.packets()).sum();
     let diffs = differences(state, plan);
     let (verdict, reason) = if !state.exists {
         (Verdict::Absent, Some("the table does not exist".to_string()))
@@ -339,8 +341,14 @@ pub fn judge(state: &TableState, plan: &TablePlan, families: &[Family]) -> Place
         reason,
         foreign_rules: state.rules().filter(|(_, r)| !is_ours(r)).count(),
         rules,
+        refused,
         bypass: Vec::new(),
     }
+}
+
+/// Whether a rule ends in a refusal: `reject …` or `drop`.
+fn refuses(rule: &NftRule) -> bool {
+    matches!(rule.exprs.last(), Some(Expr::Reject { .. } | Expr::Verdict { code: NF_DROP, .. }))
 }
 
 impl Backend for OwnTable {

@@ -4,6 +4,7 @@
 mod apply;
 mod check;
 mod confirm;
+mod log;
 mod remove;
 pub mod service;
 mod status;
@@ -41,6 +42,7 @@ pub fn run(command: Command) -> Result<Done, Error> {
         Command::Confirm(args) => confirm::confirm(args),
         Command::Rollback(args) => confirm::rollback(args),
         Command::RollbackTimer(args) => confirm::timer(args),
+        Command::Log(args) => log::run(args),
         Command::InstallService(args) => service::install(args),
         Command::UninstallService(args) => service::uninstall(args),
     }

@@ -55,6 +55,7 @@ pub fn run(args: WatchArgs) -> Result<Done, Error> {
         notify: Notifier::from_env(),
         fight: Fight::default(),
         args,
+        log: super::log::Hook::default(),
     };
     daemon.run()
 }
@@ -74,6 +75,8 @@ struct Daemon {
     fight: Fight,
     /// For re-reading the config on SIGHUP.
     args: WatchArgs,
+    /// The audit trail's thread, while the policy logs to NFLOG.
+    log: super::log::Hook,
 }
 
 /// What the loop was woken by.
@@ -87,6 +90,7 @@ impl Daemon {
     fn run(&mut self) -> Result<Done, Error> {
         say(&format!("egress-guard: watching (every change, and every {} s)", self.interval.as_secs()));
         let status = self.heal("start", false)?;
+        self.log.follow(&self.policy, &self.args.docker);
         self.tell(self.notify.ready(&status));
         let mut last_check = Instant::now();
         let mut pending: Option<(Instant, &'static str)> = None;
@@ -238,6 +242,7 @@ impl Daemon {
                 self.policy = policy;
                 self.target = target;
                 let status = self.heal("reload", false).unwrap_or_else(|e| format!("reload failed: {e}"));
+                self.log.follow(&self.policy, &self.args.docker);
                 say("egress-guard: reloaded the config");
                 self.tell(self.notify.ready(&status));
             }
@@ -330,7 +335,7 @@ mod tests {
     fn a_fight_slows_healing_down_and_calm_brings_it_back() {
         let mut f = Fight::default();
         assert_eq!(f.delay(), Duration::ZERO);
-        let reports: Vec<Option<String>> = (0..8).map(|_| f.heal(true)).collect();
+        let reports: Vec<Option<String>> = (0..FIGHT_REWRITES + 5).map(|_| f.heal(true)).collect();
         assert!(reports[..FIGHT_REWRITES - 1].iter().all(Option::is_none), "healing, not a fight yet");
         assert!(reports[FIGHT_REWRITES - 1].as_deref().is_some_and(|r| r.contains("keeps changing our rules back")));
         assert!(reports[FIGHT_REWRITES..].iter().all(Option::is_none), "reported once a minute at most");

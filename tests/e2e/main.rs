@@ -33,6 +33,7 @@ mod paths;
 mod timeline;
 
 mod apply;
+mod blame;
 mod restarts;
 
 /// The harness of the emulated tests, shared file for file: namespaces, probes, echo servers,
@@ -44,6 +45,7 @@ mod harness {
     pub mod echo;
     pub mod expect;
     pub mod flood;
+    pub mod log_run;
     pub mod netns;
     pub mod probe;
     pub mod tool;
@@ -52,6 +54,7 @@ mod harness {
     pub use echo::EchoServers;
     pub use expect::{expect_all, Expect, Want};
     pub use flood::{Flood, FloodReport};
+    pub use log_run::LogRun;
     pub use netns::Netns;
     pub use probe::{Closed, Outcome, Probe, Proto};
     pub use tool::Watch;

@@ -206,7 +206,12 @@ pub fn bench() -> TaskResult {
     if let Err(e) = &heal {
         println!("\nwatch's heal: failed: {e}");
     }
-    if rows.iter().any(|(_, result)| result.is_err()) || audit.is_err() || dns.is_err() || heal.is_err() {
+    let log = crate::bench_log::log_floods(&binary, nft_file.parent().unwrap_or(Path::new(".")));
+    if let Err(e) = &log {
+        println!("\nlog flood: failed: {e}");
+    }
+    let failed = [audit.is_err(), dns.is_err(), heal.is_err(), log.is_err()];
+    if rows.iter().any(|(_, result)| result.is_err()) || failed.contains(&true) {
         return Err(Some("some measurements failed (see above)".to_owned()));
     }
     Ok(())

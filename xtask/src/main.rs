@@ -1,6 +1,7 @@
 //! Project tasks, run as `cargo xtask <task>`: `cargo xtask` alone lists them.
 
 mod bench;
+mod bench_log;
 mod child;
 mod dist;
 mod netns;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::policy::testing::spec;
+use crate::policy::LogTo;
 
 fn docker_user_rules(policy: &Policy, family: Family) -> Vec<IptRule> {
     plan(policy, family)
@@ -163,6 +164,7 @@ fn allow_log_and_tcp_reset_in_order() {
         .allow(&["198.51.100.53:53/udp", "[2001:db8::53]:53/udp"])
         .refusal(Refusal::TcpReset)
         .log(Some("egress: "))
+        .log_to(LogTo::Kernel)
         .policy();
     assert_eq!(
         lines(&p, Family::V4),

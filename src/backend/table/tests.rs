@@ -64,7 +64,7 @@ fn allow_log_tcp_reset_and_block_host() {
             format!("{head} ip daddr @allow4 counter accept {tail}"),
             format!("{head} ip daddr . meta l4proto . th dport @allow4_port counter accept {tail}"),
             format!("{head} ip6 daddr . meta l4proto . th dport @allow6_port counter accept {tail}"),
-            format!("{head} {new} limit rate 10/minute burst 5 packets counter log group 5 {tail}"),
+            format!("{head} {new} limit rate 10/minute burst 5 packets counter log prefix \"egress-guard: tcp-reset\" group 5 {tail}"),
             format!("{head} {new} meta l4proto tcp counter reject with tcp reset {tail}"),
             format!("{head} {new} counter reject with icmpx port-unreachable {tail}"),
         ]

@@ -154,6 +154,11 @@ pub struct PolicyArgs {
     #[arg(long)]
     pub block_host: bool,
 
+    /// The packet mark bit our table sets on what an allow-list lets out, for the refusing
+    /// rules to skip (default 0x1000000); pick one no other program on the host uses
+    #[arg(long, value_name = "BIT", value_parser = mark_bit)]
+    pub mark_bit: Option<u32>,
+
     /// Read settings from this TOML file (default /etc/egress-guard/config.toml when present);
     /// flags override it key by key
     #[arg(long, value_name = "PATH")]
@@ -300,6 +305,9 @@ fn allow(s: &str) -> Result<Allow, ValueError> {
 fn prefix(s: &str) -> Result<String, ValueError> {
     policy::parse_prefix(s)
 }
+fn mark_bit(s: &str) -> Result<u32, ValueError> {
+    policy::parse_mark_bit(s)
+}
 fn rate(s: &str) -> Result<Limit, ValueError> {
     policy::parse_rate(s)
 }
@@ -329,6 +337,8 @@ impl PolicyArgs {
             log_to: self.log_to,
             nflog_group: self.nflog_group,
             block_host: self.block_host.then_some(true),
+            mark_bit: self.mark_bit,
+            grants: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::grants::{Grants, Live};
 use crate::net::{Family, Limit, Proto};
 
 /// The bridges Docker creates: the default bridge and every user-defined network.
@@ -32,6 +33,10 @@ pub const NFLOG_USER_PREFIX_MAX: usize = NFLOG_PREFIX_MAX - 1 - crate::audit::ta
 /// The NFLOG group `--log` writes to unless `--nflog-group` says otherwise: far from the 0–2
 /// that ulogd's and suricata's examples use, so the guard's attempts do not land in their logs.
 pub const DEFAULT_NFLOG_GROUP: u16 = 4711;
+/// The bit of the packet mark our table sets on packets an allow-list lets out (`--mark-bit`),
+/// for the DOCKER-USER rules and watch's shield to let them pass. Clear of the bits
+/// Kubernetes (0x4000, 0x8000), Tailscale (0xff0000), Podman (0x2000) and WireGuard use.
+pub const DEFAULT_MARK_BIT: u32 = 0x0100_0000;
 
 /// How blocked packets are answered (`--reject-with`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum, serde::Deserialize)]
@@ -150,6 +155,17 @@ pub struct Policy {
     /// Also refuse new connections from the containers to the host itself (INPUT), except to
     /// allowed destinations. Lives in our own table, whatever guards FORWARD.
     pub block_host: bool,
+    /// The packet mark bit that says "an allow-list lets this out".
+    pub mark_bit: u32,
+    /// Allowances per container, network and compose service from the config file.
+    pub grants: Grants,
+    /// Whether the guard keeps per-container and per-network allowances (labels, the config's
+    /// tables): true where egress-guard can reach Docker's API. Not from the user's words but
+    /// from the host, so `apply` and `watch` agree on what the table holds.
+    pub per_source: bool,
+    /// What Docker runs now, for the per-source sets, when the caller follows Docker (`watch`,
+    /// `status`): those sets are made to hold exactly this. `None`: they are left as they are.
+    pub live: Option<std::sync::Arc<Live>>,
 }
 
 impl Default for Policy {
@@ -161,6 +177,10 @@ impl Default for Policy {
             refusal: Refusal::PortUnreachable,
             log: None,
             block_host: false,
+            mark_bit: DEFAULT_MARK_BIT,
+            grants: Grants::default(),
+            per_source: false,
+            live: None,
         }
     }
 }
@@ -179,6 +199,12 @@ impl Policy {
     /// Whether any rule guards this family (a subnet-only policy guards only its families).
     pub fn guards(&self, family: Family) -> bool {
         !self.ifaces.is_empty() || !self.subnets_of(family).is_empty()
+    }
+
+    /// Whether anything may get out past the refusal: then our table marks what an allow-list
+    /// lets out, and the refusing rules skip marked packets.
+    pub fn marks(&self) -> bool {
+        !self.allow.is_empty() || self.per_source
     }
 }
 
@@ -263,6 +289,8 @@ pub enum ValueError {
     EmptyPrefix,
     #[error("the prefix holds control characters")]
     PrefixControl,
+    #[error("expected one bit of the packet mark in hex, such as 0x1000000 (bits already used by other programs on this host must be avoided)")]
+    BadMarkBit,
 }
 
 /// A policy that cannot work; nothing was changed.
@@ -308,6 +336,9 @@ pub struct PolicySpec {
     pub log_to: Option<LogTo>,
     pub nflog_group: Option<u16>,
     pub block_host: Option<bool>,
+    pub mark_bit: Option<u32>,
+    /// Only from the config file: tables have no flags.
+    pub grants: Option<Grants>,
 }
 
 impl PolicySpec {
@@ -323,6 +354,8 @@ impl PolicySpec {
             log_to: self.log_to.or(base.log_to),
             nflog_group: self.nflog_group.or(base.nflog_group),
             block_host: self.block_host.or(base.block_host),
+            mark_bit: self.mark_bit.or(base.mark_bit),
+            grants: self.grants.or(base.grants),
         }
     }
 
@@ -353,6 +386,10 @@ impl PolicySpec {
             refusal: self.refusal.unwrap_or_default(),
             log: self.logging()?,
             block_host: self.block_host.unwrap_or(false),
+            mark_bit: self.mark_bit.unwrap_or(DEFAULT_MARK_BIT),
+            grants: self.grants.clone().unwrap_or_default(),
+            per_source: false,
+            live: None,
         })
     }
 
@@ -530,9 +567,27 @@ pub fn parse_prefix(p: &str) -> Result<String, ValueError> {
     Ok(p.to_string())
 }
 
+/// `0x1000000`: exactly one bit, in hex (as `iptables -S` prints marks).
+pub fn parse_mark_bit(s: &str) -> Result<u32, ValueError> {
+    let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).ok_or(ValueError::BadMarkBit)?;
+    match u32::from_str_radix(hex, 16) {
+        Ok(bit) if bit.is_power_of_two() && !hex.starts_with('+') => Ok(bit),
+        _ => Err(ValueError::BadMarkBit),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mark_bit_is_one_hex_bit() {
+        assert_eq!(parse_mark_bit("0x1000000"), Ok(0x0100_0000));
+        assert_eq!(parse_mark_bit("0X1"), Ok(1));
+        for bad in ["16777216", "0x3", "0x0", "0x", "0x+1", "0x100000000", "1000000"] {
+            assert_eq!(parse_mark_bit(bad), Err(ValueError::BadMarkBit), "{bad}");
+        }
+    }
 
     fn flags<T>(flag: &'static str, values: Vec<T>) -> Option<Vec<Sourced<T>>> {
         Some(values.into_iter().map(|v| Sourced::flag(flag, v)).collect())

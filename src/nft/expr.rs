@@ -13,6 +13,11 @@ pub enum Expr {
         key: u32,
         dreg: u32,
     },
+    /// `meta set KEY with reg SREG` (our table's `meta mark set …`)
+    MetaSet {
+        key: u32,
+        sreg: u32,
+    },
     /// `cmp OP reg SREG DATA`
     Cmp {
         sreg: u32,
@@ -100,7 +105,7 @@ pub enum Expr {
 impl Expr {
     pub fn name(&self) -> &str {
         match self {
-            Expr::Meta { .. } => "meta",
+            Expr::Meta { .. } | Expr::MetaSet { .. } => "meta",
             Expr::Cmp { .. } => "cmp",
             Expr::Payload { .. } => "payload",
             Expr::Bitwise { .. } => "bitwise",
@@ -133,6 +138,9 @@ impl Expr {
         match self {
             Expr::Meta { key, dreg } => {
                 w.put_be32(NFTA_META_KEY, *key).put_be32(NFTA_META_DREG, *dreg);
+            }
+            Expr::MetaSet { key, sreg } => {
+                w.put_be32(NFTA_META_KEY, *key).put_be32(NFTA_META_SREG, *sreg);
             }
             Expr::Cmp { sreg, op, data } => {
                 w.put_be32(NFTA_CMP_SREG, *sreg).put_be32(NFTA_CMP_OP, *op);
@@ -281,7 +289,11 @@ impl<'a> Fields<'a> {
     }
 
     fn meta(&self) -> Option<Expr> {
-        Some(Expr::Meta { key: self.be32(NFTA_META_KEY)?, dreg: self.be32(NFTA_META_DREG)? })
+        let key = self.be32(NFTA_META_KEY)?;
+        match self.be32(NFTA_META_DREG) {
+            Some(dreg) => Some(Expr::Meta { key, dreg }),
+            None => Some(Expr::MetaSet { key, sreg: self.be32(NFTA_META_SREG)? }),
+        }
     }
 
     fn cmp(&self) -> Option<Expr> {

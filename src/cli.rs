@@ -230,6 +230,8 @@ pub struct StatusArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub netns: NetnsArg,
+    #[command(flatten)]
+    pub docker: DockerHostArg,
 }
 
 #[derive(Debug, Args)]
@@ -238,6 +240,8 @@ pub struct CheckArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub netns: NetnsArg,
+    #[command(flatten)]
+    pub docker: DockerHostArg,
 }
 
 #[derive(Debug, Args)]
@@ -255,8 +259,8 @@ pub struct WatchArgs {
 
 #[derive(Debug, Args)]
 pub struct DockerHostArg {
-    /// dockerd's API socket, to name containers in the log: unix:///PATH or /PATH (default
-    /// $DOCKER_HOST, else /var/run/docker.sock)
+    /// dockerd's API socket, for container names and labels: unix:///PATH or /PATH (default
+    /// $DOCKER_HOST, else /var/run/docker.sock; with --netns only these two)
     #[arg(long, value_name = "SOCKET", value_parser = docker_host)]
     pub docker_host: Option<String>,
 }

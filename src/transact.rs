@@ -174,7 +174,7 @@ pub fn report(nl: &mut Netlink, policy: &Policy, target: Target) -> Result<Repor
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Report { target, why, places, leftovers, pending: None })
+        Ok(Report { target, why, places, leftovers, pending: None, docker: None })
     })
 }
 

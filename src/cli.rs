@@ -9,6 +9,10 @@ use ipnet::IpNet;
 
 use crate::backend::Target;
 use crate::net::Limit;
+use std::net::SocketAddr;
+
+use crate::dns::forwarder::RefuseWith;
+use crate::dns::names::AllowDomain;
 use crate::policy::{self, Allow, Iface, LogTo, PolicySpec, Refusal, Sourced, ValueError};
 
 #[derive(Debug, Parser)]
@@ -125,6 +129,35 @@ pub struct PolicyArgs {
     /// an exception, allow it here: rules of your own ahead of ours are moved below them
     #[arg(long = "allow", value_name = "DEST", value_parser = allow)]
     pub allow: Vec<Allow>,
+
+    /// Let containers reach this name's addresses: NAME, *.NAME (every subdomain) or
+    /// NAME:PORT/PROTO (repeatable), e.g. pypi.org, *.githubusercontent.com:443/tcp. watch
+    /// answers containers' DNS, adds an allowed name's addresses to the guard's sets with the
+    /// answer's TTL and releases the answer only then; other names get NXDOMAIN
+    #[arg(long = "allow-domain", value_name = "NAME", value_parser = allow_domain)]
+    pub allow_domains: Vec<AllowDomain>,
+
+    /// Where allowed queries go: ADDR or ADDR:PORT (repeatable; default: the nameservers of
+    /// /etc/resolv.conf)
+    #[arg(long = "dns-upstream", value_name = "ADDR", value_parser = upstream)]
+    pub dns_upstreams: Vec<SocketAddr>,
+
+    /// An allowed name's addresses stay open at least this long after a lookup (default 60)
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub dns_min_ttl: Option<u32>,
+
+    /// ...and at most this long, whatever the TTL (default 86400)
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub dns_max_ttl: Option<u32>,
+
+    /// How names that are not allowed are answered
+    #[arg(long, value_name = "HOW", value_enum)]
+    pub dns_refuse_with: Option<RefuseWith>,
+
+    /// The port watch's DNS forwarder listens on, where containers' DNS is redirected
+    /// (default 53053)
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub dns_port: Option<u16>,
 
     /// How refused connections are answered
     #[arg(long, value_name = "HOW", value_enum)]
@@ -309,6 +342,15 @@ fn allow(s: &str) -> Result<Allow, ValueError> {
 fn prefix(s: &str) -> Result<String, ValueError> {
     policy::parse_prefix(s)
 }
+fn allow_domain(s: &str) -> Result<AllowDomain, ValueError> {
+    policy::parse_allow_domain(s)
+}
+fn upstream(s: &str) -> Result<SocketAddr, ValueError> {
+    policy::parse_upstream(s)
+}
+fn seconds(s: &str) -> Result<u32, ValueError> {
+    policy::parse_seconds(s)
+}
 fn mark_bit(s: &str) -> Result<u32, ValueError> {
     policy::parse_mark_bit(s)
 }
@@ -343,6 +385,12 @@ impl PolicyArgs {
             block_host: self.block_host.then_some(true),
             mark_bit: self.mark_bit,
             grants: None,
+            allow_domains: list("--allow-domain", &self.allow_domains),
+            dns_upstreams: (!self.dns_upstreams.is_empty()).then(|| self.dns_upstreams.clone()),
+            dns_min_ttl: self.dns_min_ttl,
+            dns_max_ttl: self.dns_max_ttl,
+            dns_refuse_with: self.dns_refuse_with,
+            dns_port: self.dns_port,
         }
     }
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::backend::Target;
+use crate::dns::forwarder::RefuseWith;
 use crate::grants::{Egress, Grant, Grants};
 use crate::policy::{self, LogTo, Origin, PolicyError, PolicySpec, Refusal, Sourced, ValueError};
 
@@ -58,6 +59,12 @@ struct File {
     nflog_group: Option<u16>,
     block_host: Option<bool>,
     mark_bit: Option<Spanned<String>>,
+    allow_domain: Option<Vec<Spanned<String>>>,
+    dns_upstream: Option<Vec<Spanned<String>>>,
+    dns_min_ttl: Option<u32>,
+    dns_max_ttl: Option<u32>,
+    dns_refuse_with: Option<RefuseWith>,
+    dns_port: Option<u16>,
     target: Option<Target>,
     container: Option<BTreeMap<String, GrantTable>>,
     network: Option<BTreeMap<String, GrantTable>>,
@@ -164,6 +171,14 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         block_host: file.block_host,
         mark_bit,
         grants,
+        allow_domains: ctx.list("allow_domain", file.allow_domain, policy::parse_allow_domain)?,
+        dns_upstreams: ctx
+            .list("dns_upstream", file.dns_upstream, policy::parse_upstream)?
+            .map(|l| l.into_iter().map(|u| u.value).collect()),
+        dns_min_ttl: file.dns_min_ttl,
+        dns_max_ttl: file.dns_max_ttl,
+        dns_refuse_with: file.dns_refuse_with,
+        dns_port: file.dns_port,
     };
     Ok(Config { policy, target: file.target })
 }

@@ -7,10 +7,13 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
+use crate::dns::forwarder::RefuseWith;
+use crate::dns::grant::Lifetimes;
+use crate::dns::names::AllowDomain;
 use crate::grants::{Grants, Live};
 use crate::net::{Family, Limit, Proto};
 
@@ -142,6 +145,39 @@ pub struct Logging {
     pub rate: Limit,
 }
 
+/// The DNS forwarder's settings; off while `domains` is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    pub domains: Vec<AllowDomain>,
+    /// Where allowed queries go; empty: the host's /etc/resolv.conf.
+    pub upstreams: Vec<SocketAddr>,
+    pub lifetimes: Lifetimes,
+    pub refuse_with: RefuseWith,
+    /// The port the forwarder listens on, where the nat rule redirects containers' port 53.
+    pub port: u16,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns {
+            domains: Vec::new(),
+            upstreams: Vec::new(),
+            lifetimes: Lifetimes::default(),
+            refuse_with: RefuseWith::default(),
+            port: DEFAULT_DNS_PORT,
+        }
+    }
+}
+
+impl Dns {
+    pub fn is_on(&self) -> bool {
+        !self.domains.is_empty()
+    }
+}
+
+/// The forwarder's port: high, unassigned, and not mDNS's 5353.
+pub const DEFAULT_DNS_PORT: u16 = 53053;
+
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -163,6 +199,8 @@ pub struct Policy {
     /// tables): true where egress-guard can reach Docker's API. Not from the user's words but
     /// from the host, so `apply` and `watch` agree on what the table holds.
     pub per_source: bool,
+    /// Names containers may reach (`--allow-domain`), through watch's DNS forwarder.
+    pub dns: Dns,
     /// What Docker runs now, for the per-source sets, when the caller follows Docker (`watch`,
     /// `status`): those sets are made to hold exactly this. `None`: they are left as they are.
     pub live: Option<std::sync::Arc<Live>>,
@@ -180,6 +218,7 @@ impl Default for Policy {
             mark_bit: DEFAULT_MARK_BIT,
             grants: Grants::default(),
             per_source: false,
+            dns: Dns::default(),
             live: None,
         }
     }
@@ -204,7 +243,7 @@ impl Policy {
     /// Whether anything may get out past the refusal: then our table marks what an allow-list
     /// lets out, and the refusing rules skip marked packets.
     pub fn marks(&self) -> bool {
-        !self.allow.is_empty() || self.per_source
+        !self.allow.is_empty() || self.per_source || self.dns.is_on()
     }
 }
 
@@ -289,6 +328,12 @@ pub enum ValueError {
     EmptyPrefix,
     #[error("the prefix holds control characters")]
     PrefixControl,
+    #[error(transparent)]
+    Domain(#[from] crate::dns::names::NameError),
+    #[error("not an upstream address: ADDR, ADDR:PORT or [IPv6]:PORT (e.g. 198.51.100.53, [2001:db8::53]:53)")]
+    BadUpstream,
+    #[error("a number of seconds from 0 to 604800 (a week)")]
+    BadSeconds,
     #[error("expected one bit of the packet mark in hex, such as 0x1000000 (bits already used by other programs on this host must be avoided)")]
     BadMarkBit,
 }
@@ -305,6 +350,10 @@ pub enum PolicyError {
     Twice(String),
     #[error("{shown}: an {family} destination, but no {family} --subnet is guarded", family = family.word())]
     AllowFamily { shown: String, family: Family },
+    #[error("--dns-upstream, --dns-min-ttl, --dns-max-ttl, --dns-refuse-with and --dns-port are for --allow-domain: add a name, or drop them")]
+    DnsWithoutDomain,
+    #[error("--dns-min-ttl is longer than --dns-max-ttl: swap them")]
+    TtlOrder,
     #[error("--log-rate needs --log or --nflog-group: add one, or drop --log-rate")]
     RateWithoutLog,
     #[error("--log-to needs --log: add it, or drop --log-to")]
@@ -339,6 +388,12 @@ pub struct PolicySpec {
     pub mark_bit: Option<u32>,
     /// Only from the config file: tables have no flags.
     pub grants: Option<Grants>,
+    pub allow_domains: Option<Vec<Sourced<AllowDomain>>>,
+    pub dns_upstreams: Option<Vec<SocketAddr>>,
+    pub dns_min_ttl: Option<u32>,
+    pub dns_max_ttl: Option<u32>,
+    pub dns_refuse_with: Option<RefuseWith>,
+    pub dns_port: Option<u16>,
 }
 
 impl PolicySpec {
@@ -356,6 +411,12 @@ impl PolicySpec {
             block_host: self.block_host.or(base.block_host),
             mark_bit: self.mark_bit.or(base.mark_bit),
             grants: self.grants.or(base.grants),
+            allow_domains: self.allow_domains.or(base.allow_domains),
+            dns_upstreams: self.dns_upstreams.or(base.dns_upstreams),
+            dns_min_ttl: self.dns_min_ttl.or(base.dns_min_ttl),
+            dns_max_ttl: self.dns_max_ttl.or(base.dns_max_ttl),
+            dns_refuse_with: self.dns_refuse_with.or(base.dns_refuse_with),
+            dns_port: self.dns_port.or(base.dns_port),
         }
     }
 
@@ -389,7 +450,38 @@ impl PolicySpec {
             mark_bit: self.mark_bit.unwrap_or(DEFAULT_MARK_BIT),
             grants: self.grants.clone().unwrap_or_default(),
             per_source: false,
+            dns: self.dns()?,
             live: None,
+        })
+    }
+
+    /// `--allow-domain` and the forwarder's settings; those settings without a name to allow
+    /// are a mistake, said as such.
+    fn dns(&self) -> Result<Dns, PolicyError> {
+        let domains = self.allow_domains.clone().unwrap_or_default();
+        no_duplicates(&domains)?;
+        let settings = [
+            self.dns_upstreams.is_some(),
+            self.dns_min_ttl.is_some(),
+            self.dns_max_ttl.is_some(),
+            self.dns_refuse_with.is_some(),
+            self.dns_port.is_some(),
+        ];
+        if domains.is_empty() && settings.contains(&true) {
+            return Err(PolicyError::DnsWithoutDomain);
+        }
+        let defaults = Lifetimes::default();
+        let min = self.dns_min_ttl.map_or(defaults.min, |s| std::time::Duration::from_secs(s.into()));
+        let max = self.dns_max_ttl.map_or(defaults.max, |s| std::time::Duration::from_secs(s.into()));
+        if min > max {
+            return Err(PolicyError::TtlOrder);
+        }
+        Ok(Dns {
+            domains: domains.into_iter().map(|d| d.value).collect(),
+            upstreams: self.dns_upstreams.clone().unwrap_or_default(),
+            lifetimes: Lifetimes { min, max },
+            refuse_with: self.dns_refuse_with.unwrap_or_default(),
+            port: self.dns_port.unwrap_or(DEFAULT_DNS_PORT),
         })
     }
 
@@ -565,6 +657,25 @@ pub fn parse_prefix(p: &str) -> Result<String, ValueError> {
         return Err(ValueError::PrefixControl);
     }
     Ok(p.to_string())
+}
+
+/// `--allow-domain NAME[:PORT/PROTO]`.
+pub fn parse_allow_domain(s: &str) -> Result<AllowDomain, ValueError> {
+    Ok(crate::dns::names::parse_allow_domain(s)?)
+}
+
+/// `--dns-upstream ADDR[:PORT]`.
+pub fn parse_upstream(s: &str) -> Result<SocketAddr, ValueError> {
+    crate::dns::upstream::parse_upstream(s).map_err(|_| ValueError::BadUpstream)
+}
+
+/// `--dns-min-ttl` / `--dns-max-ttl`: whole seconds, at most a week.
+pub fn parse_seconds(s: &str) -> Result<u32, ValueError> {
+    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    match s.parse::<u32>() {
+        Ok(n) if canonical && n <= 604_800 => Ok(n),
+        _ => Err(ValueError::BadSeconds),
+    }
 }
 
 /// `0x1000000`: exactly one bit, in hex (as `iptables -S` prints marks).

@@ -195,6 +195,7 @@ pub fn elems_needed(state: &TableState, plan: &TablePlan, all: bool) -> Vec<Stri
             Filler::Policy => all || digest_moved,
             // Without a picture of Docker (`plan.live`), their content is not ours to judge.
             Filler::Docker => plan.live,
+            Filler::Dns => false,
         })
         .map(|s| s.set.name.clone())
         .collect()
@@ -230,6 +231,7 @@ pub fn differences(state: &TableState, plan: &TablePlan) -> Vec<String> {
                 let who = match planned.filler {
                     Filler::Policy => "the policy",
                     Filler::Docker => "the running containers",
+                    Filler::Dns => "the granted names",
                 };
                 diffs.push(format!(
                     "set {} differs from {who} ({} missing, {} not planned)",
@@ -252,8 +254,8 @@ fn shape_differences(state: &TableState, plan: &TablePlan) -> Vec<String> {
             diffs.push(format!("chain {} is missing", chain.name));
             continue;
         };
-        if def.hook != Some((chain.hook, plan.spec.priority))
-            || def.ty.as_deref() != Some("filter")
+        if def.hook != Some((chain.hook, chain.priority))
+            || def.ty.as_deref() != Some(chain.kind)
             || def.policy != Some(NF_ACCEPT as u32)
         {
             diffs.push(format!("chain {} is not hooked as planned", chain.name));
@@ -507,12 +509,14 @@ fn write_table(batch: &mut BatchBuilder, plan: &TablePlan) -> Result<(), NlError
     for chain in &plan.chains {
         let hook = match chain.hook {
             NF_INET_LOCAL_IN => HookClass::In,
+            NF_INET_PRE_ROUTING => HookClass::PreRouting,
             _ => HookClass::Forward,
         };
+        let kind = if chain.kind == "nat" { ChainType::Nat } else { ChainType::Filter };
         let base = Chain::new(&table)
             .with_name(chain.name)
-            .with_hook(Hook::new(hook, spec.priority))
-            .with_type(ChainType::Filter)
+            .with_hook(Hook::new(hook, chain.priority))
+            .with_type(kind)
             .with_policy(ChainPolicy::Accept);
         let mut rb = rustables::Batch::new();
         rb.add(&base, MsgType::Add);
@@ -678,6 +682,8 @@ fn snapshot_of(state: &TableState) -> PlaceSnapshot {
     let sets = state
         .sets
         .iter()
+        .map(|(set, elems)| (set, if layout::is_dns_set(&set.name) { &None } else { elems }))
+        // The forwarder's grants expire: a restore would make them last, so none are kept.
         .map(|(set, elems)| SetSnapshot {
             name: set.name.clone(),
             flags: set.flags,
@@ -711,7 +717,8 @@ fn plan_of(then: &PlaceSnapshot, spec: Spec) -> Result<Option<TablePlan>, NlErro
                 Ok(layout::RulePlan { table: spec.name, exprs: rule.exprs, userdata, text })
             })
             .collect::<Result<Vec<_>, NlError>>()?;
-        plan.chains.push(layout::ChainPlan { name, hook: c.hook, rules });
+        let (kind, _) = layout::ChainPlan::shape(name, spec);
+        plan.chains.push(layout::ChainPlan { name, hook: c.hook, kind, priority: c.priority, rules });
     }
     for s in sets {
         let set = NftSet {

@@ -54,6 +54,11 @@ impl Feed {
         Ok(Feed { follower, wake, stop, thread: Some(thread) })
     }
 
+    /// The follower, for those who name containers (the DNS forwarder's journal).
+    pub fn follower(&self) -> Arc<Follower> {
+        Arc::clone(&self.follower)
+    }
+
     /// The descriptor watch's loop polls.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.wake.as_fd()

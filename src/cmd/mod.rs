@@ -4,6 +4,7 @@
 mod apply;
 mod check;
 mod confirm;
+mod dns_hook;
 mod docker_feed;
 mod log;
 mod remove;

@@ -68,6 +68,7 @@ pub fn run(args: WatchArgs) -> Result<Done, Error> {
         docker_endpoint,
         live: None,
         problems: Vec::new(),
+        dns: super::dns_hook::Hook::default(),
     };
     daemon.run()
 }
@@ -97,6 +98,8 @@ struct Daemon {
     live: Option<Arc<Live>>,
     /// Malformed labels already reported.
     problems: Vec<String>,
+    /// The DNS forwarder, while `--allow-domain` names anything.
+    dns: super::dns_hook::Hook,
 }
 
 /// What the loop was woken by.
@@ -125,6 +128,8 @@ impl Daemon {
         self.look_at_docker();
         let status = self.heal("start", false)?;
         self.log.follow(&self.policy, self.docker_endpoint.as_ref());
+        // After the first apply: the sets it grants into exist now.
+        self.dns.follow(&self.policy.dns, self.docker.as_ref().map(DockerFeed::follower));
         self.tell(self.notify.ready(&status));
         let mut last_check = Instant::now();
         let mut pending: Option<(Instant, &'static str)> = None;
@@ -257,6 +262,11 @@ impl Daemon {
                     say(&format!("egress-guard: {why}: {}: wrote {added} rule(s), deleted {removed}", step.place));
                     wrote = true;
                 }
+                // Someone else changed the ruleset, or we rewrote our table: the forwarder's
+                // grants may be gone from the kernel, so it grants again at the next lookup.
+                if answering || wrote {
+                    self.dns.forget_grants();
+                }
                 if answering {
                     if let Some(report) = self.fight.heal(wrote) {
                         warn(&report);
@@ -319,6 +329,7 @@ impl Daemon {
                 self.look_at_docker();
                 let status = self.heal("reload", false).unwrap_or_else(|e| format!("reload failed: {e}"));
                 self.log.follow(&self.policy, self.docker_endpoint.as_ref());
+                self.dns.follow(&self.policy.dns, self.docker.as_ref().map(DockerFeed::follower));
                 say("egress-guard: reloaded the config");
                 self.tell(self.notify.ready(&status));
             }

@@ -29,6 +29,10 @@ enum Load {
     CtState {
         mask: Option<Vec<u8>>,
     },
+    /// `fib daddr oifname`: the interface a route to the destination leaves by.
+    FibOifname,
+    /// A value an `immediate` put in a register (a redirect's port).
+    Value(Vec<u8>),
     /// The packet mark, host-endian, maybe through `& MASK ^ XOR`.
     Mark {
         bits: Option<(Vec<u8>, Vec<u8>)>,
@@ -171,6 +175,20 @@ impl Printer {
                 let neg = if *inv { "!= " } else { "" };
                 self.say(format!("{} {neg}@{set}", keys.join(" . ")));
             }
+            Expr::Fib { flags: NFTA_FIB_F_DADDR, result: NFT_FIB_RESULT_OIFNAME, .. } => {
+                self.loads.push(Load::FibOifname)
+            }
+            Expr::Fib { .. } => self.loads.push(Load::Other("fib".into())),
+            Expr::Immediate { data, .. } => self.loads.push(Load::Value(data.clone())),
+            Expr::Redir { .. } => {
+                let w = match self.loads.pop() {
+                    Some(Load::Value(port)) if port.len() >= 2 => {
+                        format!("redirect to :{}", u16::from_be_bytes([port[0], port[1]]))
+                    }
+                    _ => "redirect".to_string(),
+                };
+                self.say(w);
+            }
             Expr::Counter { .. } => self.say("counter"),
             Expr::Limit { rate, unit, burst, ty: 0, flags: 0 } => {
                 let unit = crate::net::Limit { rate: *rate, unit: *unit, burst: *burst }.unit_word();
@@ -235,7 +253,7 @@ impl Printer {
             _ => "<op> ",
         };
         let value = match &load {
-            Load::Meta(NFT_META_IIFNAME | NFT_META_OIFNAME) => iface_name(data),
+            Load::Meta(NFT_META_IIFNAME | NFT_META_OIFNAME) | Load::FibOifname => iface_name(data),
             Load::Meta(NFT_META_NFPROTO) => {
                 self.v6 = data.first() == Some(&(NFPROTO_IPV6));
                 let word = if self.v6 { "ipv6" } else { "ipv4" };
@@ -304,6 +322,8 @@ impl Printer {
             Load::Dport => "th dport".into(),
             Load::CtState { .. } => "ct state".into(),
             Load::Mark { bits: None } => "meta mark".into(),
+            Load::FibOifname => "fib daddr oifname".into(),
+            Load::Value(v) => hex(v),
             Load::Mark { bits: Some((mask, xor)) } => mark_math(mask, xor),
             Load::Other(s) => s.clone(),
         }

@@ -35,8 +35,12 @@ use crate::rules::{self, Scope, Section, Step, COMMENT};
 pub const TABLE: &str = "egress_guard";
 pub const FORWARD: &str = "forward";
 pub const INPUT: &str = "input";
+/// Containers' DNS redirected to watch's forwarder (`--allow-domain`).
+pub const DNS: &str = "dns";
 /// The chains we may make.
-pub const CHAINS: [&str; 2] = [FORWARD, INPUT];
+pub const CHAINS: [&str; 3] = [FORWARD, INPUT, DNS];
+/// `dstnat - 1`: before Docker's own DNAT (published ports, its embedded DNS's rules).
+pub const DNS_PRIORITY: i32 = NF_IP_PRI_NAT_DST - 1;
 /// `filter - 1`: before Docker's filter chains (iptables' FORWARD, nftables' filter-FORWARD).
 pub const PRIORITY: i32 = NF_IP_PRI_FILTER - 1;
 /// How the digest rule's comment begins.
@@ -88,7 +92,21 @@ pub struct TablePlan {
 pub struct ChainPlan {
     pub name: &'static str,
     pub hook: u32,
+    /// `filter` or `nat`.
+    pub kind: &'static str,
+    pub priority: i32,
     pub rules: Vec<RulePlan>,
+}
+
+impl ChainPlan {
+    /// The kind and priority a chain by this name has in `spec`'s table.
+    pub fn shape(name: &str, spec: Spec) -> (&'static str, i32) {
+        if name == DNS {
+            ("nat", DNS_PRIORITY)
+        } else {
+            ("filter", spec.priority)
+        }
+    }
 }
 
 /// A rule: its table, its expressions, its comment (as rule userdata) and how nft syntax reads
@@ -108,6 +126,8 @@ pub enum Filler {
     Policy,
     /// `watch`, from what Docker runs: `apply` leaves the content alone.
     Docker,
+    /// watch's DNS forwarder, element by element with timeouts: never compared, never diffed.
+    Dns,
 }
 
 /// A set with its elements, and the `add set` line that reads as it.
@@ -172,15 +192,25 @@ pub fn plan(policy: &Policy, families: &[Family], spec: Spec) -> TablePlan {
     if !families.is_empty() || marking {
         let mut rules = if marking { mark_rules(policy, &sets, spec.name, Hook::Forward) } else { Vec::new() };
         rules.extend(chain_rules(policy, Hook::Forward, families, spec.name));
-        chains.push(ChainPlan { name: FORWARD, hook: NF_INET_FORWARD, rules });
+        chains.push(ChainPlan { name: FORWARD, hook: NF_INET_FORWARD, kind: "filter", priority: spec.priority, rules });
     }
     if policy.block_host {
         let mut rules = vec![rule(spec.name, Hook::Input, vec![Cond::neighbour_discovery()], Action::Accept)];
+        if policy.dns.is_on() {
+            // The redirected queries arrive here, for the host: the forwarder must get them.
+            for p in [Proto::Udp, Proto::Tcp] {
+                rules.push(rule(spec.name, Hook::Input, vec![Cond::dport(p, policy.dns.port)], Action::Accept));
+            }
+        }
         if marking {
             rules.extend(mark_rules(policy, &sets, spec.name, Hook::Input));
         }
         rules.extend(chain_rules(policy, Hook::Input, &Family::ALL, spec.name));
-        chains.push(ChainPlan { name: INPUT, hook: NF_INET_LOCAL_IN, rules });
+        chains.push(ChainPlan { name: INPUT, hook: NF_INET_LOCAL_IN, kind: "filter", priority: spec.priority, rules });
+    }
+    if marking && policy.dns.is_on() {
+        let rules = dns_rules(policy, spec.name);
+        chains.push(ChainPlan { name: DNS, hook: NF_INET_PRE_ROUTING, kind: "nat", priority: DNS_PRIORITY, rules });
     }
     let mut all = sets;
     all.extend(subnet_sets(policy, spec.name));
@@ -236,6 +266,8 @@ pub fn digest<'a>(sets: impl Iterator<Item = &'a SetPlan>) -> u64 {
 enum Hook {
     Forward,
     Input,
+    /// Prerouting, for the DNS redirect.
+    Dns,
 }
 
 impl Hook {
@@ -243,8 +275,37 @@ impl Hook {
         match self {
             Hook::Forward => FORWARD,
             Hook::Input => INPUT,
+            Hook::Dns => DNS,
         }
     }
+}
+
+/// Per source selector, UDP and TCP port 53 to anywhere but the source's own bridge (or
+/// subnet) redirected to the forwarder: every resolver a container asks, Docker's embedded
+/// one's upstream queries included, is answered by watch. A DNS server on the container's own
+/// network is left alone, as the guard leaves all same-network traffic.
+fn dns_rules(policy: &Policy, table: &'static str) -> Vec<RulePlan> {
+    let mut rules = Vec::new();
+    for section in rules::sections(policy) {
+        let mut base = Vec::new();
+        if let Some(i) = &section.iface {
+            base.push(Cond::iface(NFT_META_IIFNAME, i, false));
+            base.push(Cond::fib_oifname_not(i));
+        }
+        match &section.scope {
+            Scope::Any => {}
+            Scope::Family(f) => base.push(Cond::nfproto(*f)),
+            Scope::Subnets(f, _) => {
+                base.push(Cond::saddr_in(*f, &set_name("subnets", *f)));
+                base.push(Cond::pair_not_in(*f, &set_name("same_subnet", *f)));
+            }
+        }
+        for p in [Proto::Udp, Proto::Tcp] {
+            let conds = base.iter().cloned().chain([Cond::dport(p, crate::dns::upstream::PORT)]).collect();
+            rules.push(rule(table, Hook::Dns, conds, Action::Redirect(policy.dns.port)));
+        }
+    }
+    rules
 }
 
 /// A section's scope narrowed to the families this chain guards (`None`: none of them).
@@ -350,7 +411,7 @@ fn set_name(stem: &str, f: Family) -> String {
         Family::V6 => '6',
     };
     match stem.split_once('_') {
-        Some((head, tail)) if head == "allow" || head == "from" => format!("{head}{digit}_{tail}"),
+        Some((head, tail)) if matches!(head, "allow" | "from" | "dns") => format!("{head}{digit}_{tail}"),
         _ => format!("{stem}{digit}"),
     }
 }
@@ -374,6 +435,8 @@ fn set_key(name: &str) -> Option<(Family, Key)> {
         ("from", false) => Key::Pair,
         ("from", true) => Key::PairPort,
         ("open", false) => Key::Saddr,
+        ("dns", false) => Key::Daddr,
+        ("dns", true) => Key::DaddrPort,
         _ => return None,
     };
     Some((family(digit)?, key))
@@ -382,6 +445,11 @@ fn set_key(name: &str) -> Option<(Family, Key)> {
 /// Whether a set by this name is one of the per-source sets that `watch` fills.
 pub fn is_docker_set(name: &str) -> bool {
     matches!(set_key(name), Some((_, Key::Pair | Key::PairPort | Key::Saddr)))
+}
+
+/// Whether a set by this name holds the DNS forwarder's timed grants.
+pub fn is_dns_set(name: &str) -> bool {
+    name.starts_with("dns") && set_key(name).is_some()
 }
 
 /// What an allowance set's lookup reads from the packet.
@@ -476,7 +544,33 @@ fn allow_sets(policy: &Policy, table: &'static str) -> Vec<SetPlan> {
             sets.extend(docker_sets(table, f, live));
         }
     }
+    if policy.dns.is_on() {
+        for f in Family::ALL {
+            sets.extend(dns_sets(table, f));
+        }
+    }
     sets
+}
+
+/// `dns4` and `dns4_port` (and v6): the addresses watch's forwarder granted, each expiring
+/// with its answer's TTL (clamped). Only the forwarder adds to them; a rebuild leaves them
+/// empty, and the forwarder then grants again at the next lookup.
+fn dns_sets(table: &'static str, f: Family) -> Vec<SetPlan> {
+    let (ty, ty_name) = addr_type(f);
+    let len = addr_len(f);
+    let plain = set_name("dns", f);
+    let port = set_name("dns_port", f);
+    let port_type = (ty << TYPE_BITS | TYPE_INET_PROTO) << TYPE_BITS | TYPE_INET_SERVICE;
+    let timed = |name: String, key_type, key_len, ty_text: String| SetPlan {
+        text: format!("add set inet {table} {name} {{ type {ty_text}; flags timeout; }}"),
+        set: new_set(table, name, NFT_SET_TIMEOUT, key_type, key_len, Vec::new()),
+        elems: Vec::new(),
+        filler: Filler::Dns,
+    };
+    vec![
+        timed(plain, ty, len, ty_name.to_string()),
+        timed(port, port_type, len + 8, format!("{ty_name} . inet_proto . inet_service")),
+    ]
 }
 
 /// `from`, `from_port` and `open` of one family, filled from `live` (empty without it).
@@ -774,6 +868,21 @@ impl Cond {
         Cond { exprs, reads: Some(f), ..Cond::default() }
     }
 
+    /// `udp dport PORT` / `tcp dport PORT`.
+    fn dport(p: Proto, port: u16) -> Cond {
+        let mut exprs = Cond::l4proto_number(p.number());
+        exprs.push(Expr::Payload { dreg: NFT_REG_1, base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 2, len: 2 });
+        exprs.push(cmp(NFT_CMP_EQ, port.to_be_bytes().to_vec()));
+        Cond { exprs, ..Cond::default() }
+    }
+
+    /// `fib daddr oifname != IFACE`: the destination is not on the source's own bridge(s).
+    fn fib_oifname_not(iface: &Iface) -> Cond {
+        let mut c = Cond::iface(NFT_META_OIFNAME, iface, true);
+        c.exprs[0] = Expr::Fib { flags: NFTA_FIB_F_DADDR, result: NFT_FIB_RESULT_OIFNAME, dreg: NFT_REG_1 };
+        c
+    }
+
     /// `meta mark & BIT == BIT`: our table marked the packet (the mark is host-endian).
     fn marked(bit: u32) -> Cond {
         let bit = bit.to_ne_bytes().to_vec();
@@ -860,6 +969,8 @@ enum Action {
         clear: u32,
         set: u32,
     },
+    /// `redirect to :PORT`.
+    Redirect(u16),
 }
 
 impl Action {
@@ -877,13 +988,19 @@ impl Action {
                 Expr::MetaSet { key: NFT_META_MARK, sreg: NFT_REG_1 },
             ];
         }
+        if let Action::Redirect(port) = self {
+            return vec![
+                Expr::Immediate { dreg: NFT_REG_1, data: port.to_be_bytes().to_vec() },
+                Expr::Redir { reg_proto_min: NFT_REG_1, flags: NF_NAT_RANGE_PROTO_SPECIFIED },
+            ];
+        }
         vec![self.expr()]
     }
 
     fn expr(&self) -> Expr {
         let icmpx = |code| Expr::Reject { ty: NFT_REJECT_ICMPX_UNREACH, code };
         match self {
-            Action::SetMark { .. } => unreachable!("a mark is set by three expressions, see exprs"),
+            Action::SetMark { .. } | Action::Redirect(_) => unreachable!("several expressions, see exprs"),
             Action::Accept => Expr::Verdict { code: NF_ACCEPT, chain: None },
             Action::Refuse(Refusal::Drop) => Expr::Verdict { code: NF_DROP, chain: None },
             Action::Refuse(Refusal::TcpReset) => Expr::Reject { ty: NFT_REJECT_TCP_RST, code: 0 },

@@ -190,8 +190,8 @@ fn kernel_state(plan: &TablePlan) -> TableState {
     let chain = |c: &layout::ChainPlan| {
         let def = ChainDef {
             name: c.name.into(),
-            hook: Some((c.hook, PRIORITY)),
-            ty: Some("filter".into()),
+            hook: Some((c.hook, c.priority)),
+            ty: Some(c.kind.into()),
             policy: Some(NF_ACCEPT as u32),
         };
         let rules = c

@@ -141,7 +141,12 @@ impl Report {
             }
         }
         let places: Vec<&str> = self.considered().map(|p| p.place.as_str()).collect();
-        format!("{}: guarding {}", verdict.word(), places.join(" and "))
+        let mut line = format!("{}: guarding {}", verdict.word(), places.join(" and "));
+        // A malformed label leaves its container closed (nothing leaks), but someone meant it.
+        if let Some(n) = self.docker.as_ref().map(|d| d.problems.len()).filter(|n| *n > 0) {
+            line.push_str(&format!("; {n} label problem(s), their containers stay closed (see status)"));
+        }
+        line
     }
 
     pub fn human(&self) -> String {

@@ -79,6 +79,7 @@ in_both_backends!(
     a_flushed_set_is_granted_again_after_watch_heals,
     the_journal_names_the_refused_name_and_the_client,
     with_block_host_dns_still_works_and_the_host_stays_closed,
+    apply_alone_redirects_but_nothing_answers,
 );
 
 /// v4 and v6 questions over UDP and TCP, to dnsmasq's addresses and to another server (every
@@ -240,6 +241,22 @@ fn with_block_host_dns_still_works_and_the_host_stays_closed(dh: DockerHost) {
     }
     // The host's port 81 is there, and open from its own namespace.
     assert!(Kept::open(&g.dh.host, IpAddr::V4(HOST_V4)).is_some());
+}
+
+/// `--allow-domain` needs watch: `apply` alone writes the sets and the redirect, but no
+/// forwarder listens, so containers' DNS gets no answer at all (not even from dnsmasq) and no
+/// address opens: it fails closed.
+fn apply_alone_redirects_but_nothing_answers(dh: DockerHost) {
+    let zone = Zone::start(&dh.internet, &dh.host);
+    let out = dh.egress_guard_ok("apply", &["--allow-domain", "pypi.test", "--dns-upstream", "198.51.100.53"]);
+    assert!(out.contains("redirect to :53053"), "{out}");
+    for tcp in [false, true] {
+        let asked = dh.c1.enter(|| lookup_here((DNS_V4, 53).into(), "pypi.test", RecordType::A, tcp));
+        assert!(asked.is_err(), "an answer without watch: {asked:?}");
+    }
+    assert_ne!(echo_probe(PYPI_V4.into()).run_in(&dh.c1), Outcome::Open);
+    let forwarded = format!("pypi.test from {HOST_V4}");
+    assert!(!zone.dnsmasq.log().contains(&forwarded), "{}", zone.dnsmasq.log());
 }
 
 // ---- bugs found here, in files this suite may not fix: ignored until the fix lands ----

@@ -106,3 +106,29 @@ fn a_loopback_dns_option_means_the_containers_own_loopback() {
     let forwarded = format!("pypi.test from {HOST_V4}");
     assert!(!zone.dnsmasq.log().contains(&forwarded), "nor the forwarder: {}", zone.dnsmasq.log());
 }
+
+/// What this dockerd (20.10) does when the host's /etc/resolv.conf names a loopback resolver
+/// (dnsmasq or unbound on the host's 127.0.0.1) and no `--dns` is given: the embedded
+/// resolver of a user network sends its upstream queries from the host's namespace. They
+/// never cross a bridge, so no redirect sees them and the forwarder is bypassed for names: a
+/// name not allowed resolves (DNS can carry data out through the host's resolver), while its
+/// address stays closed (nothing is granted).
+#[test]
+fn with_a_loopback_resolver_in_the_hosts_resolv_conf_the_embedded_resolver_asks_from_the_host() {
+    require_dockerd!();
+    let dk = Dockerd::start(Options::default().host_resolv_conf("nameserver 127.0.0.1\n"));
+    let zone = Zone::start(&dk.internet, &dk.host);
+    let host_resolver = Dnsmasq::start_on(&dk.host, &["127.0.0.1".parse().unwrap()]);
+    let net = dk.network("app");
+    let watch = watch(&dk);
+    let web = dk.container("web").network(&net).run();
+    let resolv = String::from_utf8_lossy(&web.exec(&["cat", "/etc/resolv.conf"]).stdout).into_owned();
+    assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
+    let got = nslookup(&web, "evil.test", None);
+    let log = host_resolver.log();
+    assert!(log.contains("query[A] evil.test from 127.0.0.1"), "the host's resolver was not asked:\n{log}");
+    assert!(got.is_some_and(|a| a.contains(&IpAddr::V4(EVIL_V4))), "the name resolved past the forwarder");
+    assert!(!web.nc(SocketAddr::new(EVIL_V4.into(), ECHO_PORT)).is_open(), "nothing was granted");
+    assert!(watch.lines().iter().all(|l| !l.contains("evil.test")), "the forwarder never saw it");
+    assert!(!zone.dnsmasq.log().contains("evil.test"));
+}

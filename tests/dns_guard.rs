@@ -280,7 +280,9 @@ fn a_second_apply_with_allow_domain_writes_nothing() {
 /// that committed (task_pid_nr), not the process, so each grant from a forwarder worker wakes
 /// watch as "the ruleset changed": it heals, forgets every grant (so the next lookup of each
 /// name commits again), and under a stream of lookups reports a fight with itself or gives up
-/// a heal ("gave up after 10 attempts").
+/// a heal ("gave up after 10 attempts"). `nft monitor` shows it: `add element inet egress_guard
+/// dns4 { 198.51.100.80 … }`, `# new generation 4 by process 10212 (dns-worker-0)`, then
+/// `# new generation 5 by process 10209 (egress-guard)`, watch rewriting what was not broken.
 #[test]
 #[ignore = "bug, reported to the lead: the forwarder's commits read as another program's (NEWGEN's pid is a thread id)"]
 fn the_forwarders_own_grants_do_not_wake_watch() {

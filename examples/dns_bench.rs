@@ -5,18 +5,19 @@
 //! loopback, and every loop is bounded in count and time.
 
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use egress_guard::dns::forwarder::{Config, Forwarder, Refusal, Refusals};
 use egress_guard::dns::grant::Lifetimes;
 use egress_guard::dns::names::{parse_allow_domain, DomainList};
 use egress_guard::dns::nft_allower::{GrantSets, NftAllower};
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::RecordType;
+
+#[path = "shared/dns_client.rs"]
+mod dns_client;
+use dns_client::{micros, percentile, pin, throughput, timed};
 
 const UPSTREAM: u16 = 5300;
 const FORWARDER: u16 = 5301;
@@ -127,102 +128,12 @@ fn run() -> Result<String, String> {
     row(&mut out, &format!("fresh names ({commits} commits)"), &direct, &forwarded);
 
     // Throughput with the whole process (forwarder and clients) on one core.
-    pin_to_cpu0()?;
-    let rate = throughput(via)?;
+    pin(0, 0)?;
+    let rate = throughput(via, "cached.bench.test", CLIENTS, THROUGHPUT_FOR, || ())?;
     let _ = writeln!(out, "  lookups per second on one core ({CLIENTS} clients, cached grant): {rate:.0}");
     forwarder.stop();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(out)
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    sorted.get((sorted.len().saturating_sub(1)) * p / 100).copied().unwrap_or_default()
-}
-
-fn query(id: u16, name: &str, qtype: RecordType) -> Result<Vec<u8>, String> {
-    let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
-    msg.metadata.recursion_desired = true;
-    msg.add_query(Query::query(Name::from_ascii(format!("{name}.")).map_err(|e| e.to_string())?, qtype));
-    msg.to_vec().map_err(|e| e.to_string())
-}
-
-/// `n` sequential lookups of `name(i)` at `server`, each timed; sorted.
-fn timed(
-    server: SocketAddr,
-    n: usize,
-    name: impl Fn(usize) -> String,
-    qtype: RecordType,
-) -> Result<Vec<Duration>, String> {
-    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| e.to_string())?;
-    socket.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
-    socket.connect(server).map_err(|e| e.to_string())?;
-    let mut buf = [0u8; 2048];
-    let mut times = Vec::with_capacity(n);
-    for i in 0..n {
-        let q = query(i as u16, &name(i), qtype)?;
-        let t0 = Instant::now();
-        socket.send(&q).map_err(|e| e.to_string())?;
-        let len = socket.recv(&mut buf).map_err(|e| format!("{server}: no answer: {e}"))?;
-        times.push(t0.elapsed());
-        if len < 12 || buf[..2] != q[..2] || buf[3] & 0x0f != 0 {
-            return Err(format!("{server}: a wrong or failed answer to {}", name(i)));
-        }
-    }
-    times.sort();
-    Ok(times)
-}
-
-/// Answers per second from `CLIENTS` threads asking one name for `THROUGHPUT_FOR`.
-fn throughput(server: SocketAddr) -> Result<f64, String> {
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let q = query(7, "cached.bench.test", RecordType::A)?;
-    let threads: Vec<_> = (0..CLIENTS)
-        .map(|_| {
-            let (done, stop, q) = (Arc::clone(&done), Arc::clone(&stop), q.clone());
-            std::thread::spawn(move || {
-                let Ok(socket) = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)) else { return };
-                let _ = socket.set_read_timeout(Some(Duration::from_millis(500)));
-                if socket.connect(server).is_err() {
-                    return;
-                }
-                let mut buf = [0u8; 2048];
-                while !stop.load(Ordering::Relaxed) {
-                    if socket.send(&q).is_ok() && socket.recv(&mut buf).is_ok() {
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    let t0 = Instant::now();
-    std::thread::sleep(THROUGHPUT_FOR);
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = t0.elapsed();
-    for t in threads {
-        let _ = t.join();
-    }
-    Ok(done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64())
-}
-
-/// Every thread of this process on CPU 0 (threads started later inherit it; the forwarder's
-/// already run, so each is moved by its thread id).
-fn pin_to_cpu0() -> Result<(), String> {
-    use nix::sched::{sched_setaffinity, CpuSet};
-    use nix::unistd::Pid;
-    let mut set = CpuSet::new();
-    set.set(0).map_err(|e| e.to_string())?;
-    let tasks = std::fs::read_dir("/proc/self/task").map_err(|e| e.to_string())?;
-    for task in tasks.flatten() {
-        if let Some(tid) = task.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
-            sched_setaffinity(Pid::from_raw(tid), &set).map_err(|e| format!("sched_setaffinity: {e}"))?;
-        }
-    }
-    Ok(())
 }
 
 fn wait_for(server: SocketAddr) -> Result<(), String> {

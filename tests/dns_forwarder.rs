@@ -1,17 +1,13 @@
 //! The DNS forwarder behind `--allow-domain`, proven by packets: dnsmasq serves a `.test` zone in
 //! the internet namespace, the forwarder runs on a thread in the host namespace, and a test
 //! table (nat redirect of port 53 from the bridges, a forward chain open only to the timeout
-//! sets) stands in for the table backend. Containers resolve and connect; names not allowed
+//! sets) stands in for the table backend (the zone and the client are harness/dns.rs's, which
+//! dns_guard.rs and the e2e suite share). Containers resolve and connect; names not allowed
 //! are refused without reaching dnsmasq; grants expire with their TTL; 500 lookups each
 //! followed at once by a connection all succeed.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use egress_guard::dns::forwarder::{Config, Forwarder, Refusal, Refusals};
@@ -19,27 +15,13 @@ use egress_guard::dns::grant::Lifetimes;
 use egress_guard::dns::names::{parse_allow_domain, DomainList};
 use egress_guard::dns::nft_allower::{GrantSets, NftAllower};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 
+use crate::harness::dns::*;
 use crate::harness::{self, *};
 
 /// The forwarder's port in the host namespace; the nat rules send containers' port 53 here.
 const FORWARDER_PORT: u16 = 5353;
-/// dnsmasq's addresses in the internet namespace (port 53).
-pub(crate) const DNS_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
-pub(crate) const DNS_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53);
-/// The line-echo port every internet address of these tests serves.
-pub(crate) const ECHO_PORT: u16 = 81;
-/// pypi.test (allowed) and evil.test (not allowed) resolve here.
-pub(crate) const PYPI_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 80);
-pub(crate) const PYPI_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x80);
-pub(crate) const EVIL_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 66);
-/// cdn.example.test, which files.pypi.test CNAMEs to.
-pub(crate) const CDN_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 81);
-/// short.test, TTL 1.
-pub(crate) const SHORT_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 82);
-/// race-N.test resolves to 2001:db8::1:N, all local to the internet namespace by one route.
-pub(crate) const RACE_NAMES: u16 = 500;
 const TEST_TABLE: &str = "eg_dns_test";
 
 /// The emulated Docker host plus dnsmasq, a line echo, the test table and the forwarder.
@@ -47,8 +29,7 @@ struct Fixture {
     // Dropped first: the forwarder's threads stop before the namespaces go.
     forwarder: Option<Forwarder>,
     refusals: Arc<Mutex<Vec<Refusal>>>,
-    _echo: LineEcho,
-    dnsmasq: Dnsmasq,
+    zone: Zone,
     dh: DockerHost,
 }
 
@@ -64,17 +45,7 @@ impl Refusals for Recorder {
 impl Fixture {
     fn new(allow: &[&str], lifetimes: Lifetimes) -> Fixture {
         let dh = DockerHost::new();
-        dh.internet.ip_batch(&format!(
-            "addr add {DNS_V4}/24 dev eth0\naddr add {DNS_V6}/64 dev eth0 nodad\n\
-             addr add {PYPI_V4}/24 dev eth0\naddr add {PYPI_V6}/64 dev eth0 nodad\n\
-             addr add {EVIL_V4}/24 dev eth0\naddr add 2001:db8::66/64 dev eth0 nodad\n\
-             addr add {CDN_V4}/24 dev eth0\naddr add {SHORT_V4}/24 dev eth0\n\
-             route add local 2001:db8::1:0/112 dev lo\n"
-        ));
-        // The race addresses answer no neighbour solicitation: route them to the internet host.
-        dh.host.ip_batch(&format!("route add 2001:db8::1:0/112 via {INTERNET_V6} dev eth0\n"));
-        let echo = LineEcho::start(&dh.internet);
-        let dnsmasq = Dnsmasq::start(&dh.internet);
+        let zone = Zone::start(&dh.internet, &dh.host);
         let sets = GrantSets::named_in(TEST_TABLE);
         dh.host.run_with_input(&["nft", "-f", "-"], &test_table(&sets));
 
@@ -88,7 +59,7 @@ impl Fixture {
             let allower = NftAllower::new(sets).expect("netlink in the host namespace");
             Forwarder::start(config, allower, recorder).expect("the forwarder starts")
         });
-        Fixture { forwarder: Some(forwarder), refusals, _echo: echo, dnsmasq, dh }
+        Fixture { forwarder: Some(forwarder), refusals, zone, dh }
     }
 
     fn forwarder(&self) -> &Forwarder {
@@ -128,204 +99,6 @@ fn test_table(sets: &GrantSets) -> String {
     )
 }
 
-// ---- dnsmasq ----
-
-/// dnsmasq in the foreground in a namespace, its query log in a temp file; killed on drop.
-pub(crate) struct Dnsmasq {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Dnsmasq {
-    pub(crate) fn start(ns: &Netns) -> Dnsmasq {
-        let dir = std::env::temp_dir().join(format!("eg-dnsmasq-{}", ns.name()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut hosts: String = (1..=RACE_NAMES).map(|i| format!("{} race-{i}.test\n", race_addr(i))).collect();
-        hosts.extend((0..BIG_RECORDS).map(|i| format!("{} big.test\n", big_addr(i))));
-        std::fs::write(dir.join("race.hosts"), hosts).unwrap();
-        let log = dir.join("queries.log");
-        let args = [
-            "--keep-in-foreground".to_string(),
-            "--no-resolv".into(),
-            "--no-hosts".into(),
-            "--pid-file=".into(),
-            "--user=root".into(),
-            "--bind-interfaces".into(),
-            format!("--listen-address={DNS_V4},{DNS_V6}"),
-            "--port=53".into(),
-            "--local=/test/".into(),
-            "--log-queries".into(),
-            format!("--log-facility={}", log.display()),
-            format!("--addn-hosts={}", dir.join("race.hosts").display()),
-            "--local-ttl=60".into(),
-            format!("--host-record=pypi.test,{PYPI_V4},{PYPI_V6},60"),
-            format!("--host-record=evil.test,{EVIL_V4},2001:db8::66,60"),
-            format!("--host-record=cdn.example.test,{CDN_V4},60"),
-            format!("--host-record=short.test,{SHORT_V4},1"),
-            "--cname=files.pypi.test,cdn.example.test,300".into(),
-            "--cname=alias.evil.test,pypi.test,300".into(),
-        ];
-        let child = ns
-            .command("dnsmasq")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start dnsmasq (apt-get install -y dnsmasq-base): {e}"));
-        let dnsmasq = Dnsmasq { child, dir };
-        // Ready when it answers.
-        let server = SocketAddr::new(DNS_V4.into(), 53);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while ns.enter(|| lookup_here(server, "pypi.test", RecordType::A, false)).is_err() {
-            assert!(Instant::now() < deadline, "dnsmasq did not answer within 5 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        dnsmasq
-    }
-
-    /// Every query dnsmasq has logged so far.
-    pub(crate) fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("queries.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// big.test has this many AAAA records: more than 512 bytes, so UDP without EDNS truncates.
-const BIG_RECORDS: u16 = 30;
-
-fn big_addr(i: u16) -> Ipv6Addr {
-    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 1, 0xf000 + i)
-}
-
-pub(crate) fn race_addr(i: u16) -> Ipv6Addr {
-    Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 1, i)
-}
-
-// ---- a line echo on every address ----
-
-/// TCP line echo on port 81 of every address of a namespace (a dual-stack socket on `::`,
-/// which also takes the AnyIP range): echoes each line until the client closes, so one
-/// connection can be kept open across a grant's expiry.
-pub(crate) struct LineEcho {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl LineEcho {
-    pub(crate) fn start(ns: &Netns) -> LineEcho {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let listener = ns.enter(|| TcpListener::bind((Ipv6Addr::UNSPECIFIED, ECHO_PORT))).expect("bind [::]:81");
-        listener.set_nonblocking(true).unwrap();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        std::thread::spawn(move || echo_lines(stream));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
-        });
-        LineEcho { stop, thread: Some(thread) }
-    }
-}
-
-fn echo_lines(stream: TcpStream) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
-    let mut reader = BufReader::new(&stream);
-    let mut line = String::new();
-    while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
-        if (&stream).write_all(line.as_bytes()).is_err() {
-            return;
-        }
-        line.clear();
-    }
-}
-
-impl Drop for LineEcho {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-// ---- a client inside a container ----
-
-/// The rcode and the addresses of an answer.
-pub(crate) type Looked = (ResponseCode, Vec<IpAddr>);
-
-/// One query from the calling thread's namespace, over UDP or TCP, with a 2 s timeout.
-pub(crate) fn lookup_here(server: SocketAddr, name: &str, qtype: RecordType, tcp: bool) -> Result<Looked, String> {
-    let id = (std::process::id() as u16) ^ (Instant::now().elapsed().subsec_nanos() as u16) ^ 0x5a5a;
-    let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
-    msg.metadata.recursion_desired = true;
-    let fqdn = Name::from_ascii(format!("{name}.")).map_err(|e| e.to_string())?;
-    msg.add_query(Query::query(fqdn, qtype));
-    let query = msg.to_vec().map_err(|e| e.to_string())?;
-    let timeout = Duration::from_secs(2);
-    let bytes = if tcp {
-        let mut stream = TcpStream::connect_timeout(&server, timeout).map_err(|e| format!("connect: {e}"))?;
-        stream.set_read_timeout(Some(timeout)).unwrap();
-        let mut framed = (query.len() as u16).to_be_bytes().to_vec();
-        framed.extend_from_slice(&query);
-        stream.write_all(&framed).map_err(|e| e.to_string())?;
-        let mut len = [0u8; 2];
-        std::io::Read::read_exact(&mut stream, &mut len).map_err(|e| format!("read: {e}"))?;
-        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
-        std::io::Read::read_exact(&mut stream, &mut answer).map_err(|e| format!("read: {e}"))?;
-        answer
-    } else {
-        let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
-        let socket = UdpSocket::bind(local).map_err(|e| e.to_string())?;
-        socket.set_read_timeout(Some(timeout)).unwrap();
-        socket.connect(server).map_err(|e| e.to_string())?;
-        socket.send(&query).map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 4096];
-        let len = socket.recv(&mut buf).map_err(|e| format!("recv: {e}"))?;
-        buf[..len].to_vec()
-    };
-    let answer = Message::from_vec(&bytes).map_err(|e| e.to_string())?;
-    if answer.metadata.id != id || answer.queries.len() != 1 || answer.queries[0].name() != msg.queries[0].name() {
-        return Err(format!("an answer to another query: {answer}"));
-    }
-    let addrs = answer
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-            _ => None,
-        })
-        .collect();
-    Ok((answer.metadata.response_code, addrs))
-}
-
-pub(crate) fn lookup(ns: &Netns, server: IpAddr, name: &str, qtype: RecordType, tcp: bool) -> Looked {
-    let server = SocketAddr::new(server, 53);
-    ns.enter(|| lookup_here(server, name, qtype, tcp))
-        .unwrap_or_else(|e| panic!("{ns}: {name} {qtype} via {server}: {e}"))
-}
-
-pub(crate) fn echo_probe(to: IpAddr) -> Probe {
-    Probe::tcp((to, ECHO_PORT)).timeout(Duration::from_millis(500))
-}
-
-pub(crate) fn noerror(addrs: &[IpAddr]) -> Looked {
-    (ResponseCode::NoError, addrs.to_vec())
-}
-
 // ---- the tests ----
 
 #[test]
@@ -350,7 +123,7 @@ fn an_allowed_name_resolves_over_udp_and_tcp_in_both_families_and_connects() {
     let counters = fx.forwarder().counters();
     assert_eq!((counters.queries, counters.forwarded, counters.refused), (4, 4, 0), "{counters:?}");
     assert_eq!(counters.commits, 2, "the A once (then cached), the AAAA once: {counters:?}");
-    assert!(fx.dnsmasq.log().contains("query[A] pypi.test from 198.51.100.1"), "{}", fx.dnsmasq.log());
+    assert!(fx.zone.dnsmasq.log().contains("query[A] pypi.test from 198.51.100.1"), "{}", fx.zone.dnsmasq.log());
 }
 
 #[test]
@@ -367,7 +140,7 @@ fn a_name_not_allowed_gets_nxdomain_never_reaches_dnsmasq_and_its_address_stays_
     assert_ne!(echo_probe(IpAddr::V4(EVIL_V4)).run_in(&fx.dh.c3), Outcome::Open, "closed by address too");
     // dnsmasq saw none of them: an allowed lookup after them shows its log works.
     assert_eq!(lookup(&fx.dh.c1, IpAddr::V4(DNS_V4), "pypi.test", RecordType::A, false).0, ResponseCode::NoError);
-    let log = fx.dnsmasq.log();
+    let log = fx.zone.dnsmasq.log();
     assert!(log.contains("query[A] pypi.test"), "{log}");
     assert!(!log.contains("evil"), "a refused name reached dnsmasq:\n{log}");
     let refusals = fx.refusals.lock().unwrap().clone();
@@ -422,19 +195,11 @@ fn after_the_ttl_new_connections_are_refused_and_established_ones_keep_flowing()
     let to = IpAddr::V4(SHORT_V4);
     assert_eq!(lookup(&fx.dh.c1, IpAddr::V4(DNS_V4), "short.test", RecordType::A, false), noerror(&[to]));
     assert_eq!(echo_probe(to).run_in(&fx.dh.c1), Outcome::Open);
-    let kept = fx.dh.c1.enter(|| TcpStream::connect_timeout(&SocketAddr::new(to, ECHO_PORT), Duration::from_secs(1)));
-    let kept = kept.expect("a connection opened while the grant holds");
-    kept.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    let exchange = |line: &str| -> bool {
-        (&kept).write_all(line.as_bytes()).is_ok() && {
-            let mut back = String::new();
-            BufReader::new(&kept).read_line(&mut back).is_ok() && back == line
-        }
-    };
-    assert!(exchange("before\n"));
+    let kept = Kept::open(&fx.dh.c1, to).expect("a connection opened while the grant holds");
+    assert!(kept.exchange("before"));
     std::thread::sleep(Duration::from_millis(2500));
     assert_ne!(echo_probe(to).run_in(&fx.dh.c1), Outcome::Open, "a new connection without a lookup");
-    assert!(exchange("after\n"), "the established connection keeps flowing (conntrack)");
+    assert!(kept.exchange("after"), "the established connection keeps flowing (conntrack)");
     // A fresh lookup opens it again.
     assert_eq!(lookup(&fx.dh.c1, IpAddr::V4(DNS_V4), "short.test", RecordType::A, true), noerror(&[to]));
     assert_eq!(echo_probe(to).run_in(&fx.dh.c1), Outcome::Open);
@@ -445,28 +210,9 @@ fn five_hundred_lookups_each_followed_at_once_by_a_connection_all_succeed() {
     harness::require_kernel!();
     let fx = Fixture::new(&["*.test"], Lifetimes::default());
     let started = Instant::now();
-    let mut failures = Vec::new();
     // One thread in c1 for all of it: resolve, then connect at once, 500 fresh addresses (each
     // lookup makes a commit), over v4 and v6 transport in turn.
-    fx.dh.c1.enter(|| {
-        for i in 1..=RACE_NAMES {
-            assert!(started.elapsed() < Duration::from_secs(120), "500 lookups and connections within 120 s");
-            let server =
-                if i % 2 == 0 { SocketAddr::new(DNS_V4.into(), 53) } else { SocketAddr::new(DNS_V6.into(), 53) };
-            let name = format!("race-{i}.test");
-            let addr = match lookup_here(server, &name, RecordType::AAAA, false) {
-                Ok((ResponseCode::NoError, addrs)) if addrs == [IpAddr::V6(race_addr(i))] => addrs[0],
-                other => {
-                    failures.push(format!("{name}: {other:?}"));
-                    continue;
-                }
-            };
-            let connected = TcpStream::connect_timeout(&SocketAddr::new(addr, ECHO_PORT), Duration::from_secs(1));
-            if let Err(e) = connected {
-                failures.push(format!("{name} {addr}: {e}"));
-            }
-        }
-    });
+    let failures = fx.dh.c1.enter(|| resolve_then_connect(RACE_NAMES, Duration::from_secs(120)));
     let elapsed = started.elapsed();
     assert!(failures.is_empty(), "{} of {RACE_NAMES} failed: {failures:#?}", failures.len());
     let counters = fx.forwarder().counters();

@@ -53,11 +53,20 @@ pub struct Options {
     pub firewall_backend: Option<String>,
     /// More daemon.json keys, merged last (they override the above).
     pub extra: serde_json::Map<String, Value>,
+    /// The text dockerd reads as the host's /etc/resolv.conf: dockerd then runs in a mount
+    /// namespace of its own with this file bound over it (the machine's stays untouched).
+    pub host_resolv_conf: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { live_restore: false, ipv6: true, firewall_backend: None, extra: serde_json::Map::new() }
+        Options {
+            live_restore: false,
+            ipv6: true,
+            firewall_backend: None,
+            extra: serde_json::Map::new(),
+            host_resolv_conf: None,
+        }
     }
 }
 
@@ -72,6 +81,11 @@ impl Options {
 
     pub fn firewall_backend(self, backend: &str) -> Options {
         Options { firewall_backend: Some(backend.to_owned()), ..self }
+    }
+
+    /// dockerd sees `text` as the host's /etc/resolv.conf (see [`Options::host_resolv_conf`]).
+    pub fn host_resolv_conf(self, text: &str) -> Options {
+        Options { host_resolv_conf: Some(text.to_owned()), ..self }
     }
 
     /// Sets one more daemon.json key.
@@ -351,8 +365,14 @@ impl Dockerd {
             .expect("open dockerd.log");
         let path = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
         let mut command = Command::new("nsenter");
+        command.arg(format!("--net={}", self.host.path().display()));
+        if let Some(text) = &self.options.host_resolv_conf {
+            fs::write(self.dir.join("resolv.conf"), text).expect("write resolv.conf");
+            // A private mount namespace, so the bind mount is dockerd's alone and goes with it.
+            command.args(["unshare", "--mount", "--propagation", "private", "sh", "-c"]);
+            command.arg("mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"").arg(path("resolv.conf"));
+        }
         command
-            .arg(format!("--net={}", self.host.path().display()))
             .args(["dockerd", "--config-file", &path("daemon.json"), "--data-root", &path("data")])
             .args(["--exec-root", &path("exec"), "--pidfile", &path("dockerd.pid")])
             .arg("-H")

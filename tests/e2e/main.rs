@@ -34,6 +34,7 @@ mod timeline;
 
 mod apply;
 mod blame;
+mod dns;
 mod labels;
 mod restarts;
 
@@ -43,9 +44,11 @@ mod restarts;
 #[path = "../harness"]
 mod harness {
     pub mod addrs;
+    pub mod dns;
     pub mod echo;
     pub mod expect;
     pub mod flood;
+    pub mod journal;
     pub mod log_run;
     pub mod netns;
     pub mod probe;

@@ -41,6 +41,7 @@ const CONTAINERS: [Container; 3] = [
 pub struct DockerHost {
     // Declared first so it drops first: server threads leave before their namespaces go.
     servers: EchoServers,
+    options: DockerHostBuilder,
     pub host: Netns,
     pub internet: Netns,
     pub c1: Netns,
@@ -80,6 +81,11 @@ impl DockerHost {
     /// Runs `egress-guard SUBCOMMAND ARGS… --netns HOST` and returns its output unchecked.
     pub fn egress_guard(&self, subcommand: &str, args: &[&str]) -> Output {
         tool::egress_guard(&self.host, &[&[subcommand], args].concat())
+    }
+
+    /// Writes dockerd's rules again, as dockerd does when it starts: after `nft flush ruleset`.
+    pub fn restore_dockerd_rules(&self) {
+        self.options.configure_host(&self.host);
     }
 
     /// Like [`DockerHost::egress_guard`], but the command must succeed; returns its stdout.
@@ -123,7 +129,7 @@ impl DockerHostBuilder {
         }
         self.configure_host(&host);
         let servers = start_servers(&internet, [&c1, &c2, &c3]);
-        DockerHost { servers, host, internet, c1, c2, c3 }
+        DockerHost { servers, options: self, host, internet, c1, c2, c3 }
     }
 
     fn configure_host(&self, host: &Netns) {

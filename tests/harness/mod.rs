@@ -33,11 +33,13 @@
 #![allow(dead_code, unused_imports)]
 
 mod addrs;
+pub mod dns;
 mod docker_host;
 mod dockerd_rules;
 mod echo;
 mod expect;
 mod flood;
+pub mod journal;
 mod log_run;
 mod matrix;
 mod netns;

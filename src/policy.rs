@@ -354,6 +354,8 @@ pub enum PolicyError {
     DnsWithoutDomain,
     #[error("--dns-min-ttl is longer than --dns-max-ttl: swap them")]
     TtlOrder,
+    #[error("dns_port 0 is no port: give one from 1 to 65535 (default 53053)")]
+    DnsPortZero,
     #[error("--log-rate needs --log or --nflog-group: add one, or drop --log-rate")]
     RateWithoutLog,
     #[error("--log-to needs --log: add it, or drop --log-to")]
@@ -475,6 +477,9 @@ impl PolicySpec {
         let max = self.dns_max_ttl.map_or(defaults.max, |s| std::time::Duration::from_secs(s.into()));
         if min > max {
             return Err(PolicyError::TtlOrder);
+        }
+        if self.dns_port == Some(0) {
+            return Err(PolicyError::DnsPortZero);
         }
         Ok(Dns {
             domains: domains.into_iter().map(|d| d.value).collect(),

@@ -534,7 +534,7 @@ fn read_rule_every_way(rule: &NftRule) {
 fn decode_every_way(bytes: &[u8]) -> Result<(), TestCaseError> {
     walk(Attrs::new(bytes), 0);
     decode_xt(bytes);
-    let _ = monitor::classify(bytes, 42);
+    let _ = monitor::classify(bytes, &|pid| pid == 42);
     let Ok(replies) = msg::parse(bytes) else { return Ok(()) };
     for r in &replies {
         let _ = (r.error(), msg::parse_genid(r));

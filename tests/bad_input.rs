@@ -208,7 +208,6 @@ fn config_file_sets_the_policy_and_flags_override_it() {
 /// `dns_port = 0` in the config is refused as `--dns-port 0` is. Today the config's value is
 /// taken unchecked and apply writes `redirect to :0`.
 #[test]
-#[ignore = "bug, reported to the lead: the config's dns_port = 0 is accepted (policy.rs checks only the flag)"]
 fn a_config_dns_port_of_zero_is_refused() {
     require_kernel!();
     let ns = docker_user_namespace("badport");

@@ -265,7 +265,6 @@ fn apply_alone_redirects_but_nothing_answers(dh: DockerHost) {
 /// dump of the `dns` chain's redirect decodes as `<redir> 0xcf3d`, unlike what we write, so
 /// every apply and every heal of watch deletes and writes the four redirect rules again.
 #[test]
-#[ignore = "bug, reported to the lead: the dns chain's redirect rules never compare equal to their dump"]
 fn a_second_apply_with_allow_domain_writes_nothing() {
     harness::require_kernel!();
     for dh in [DockerHost::new(), DockerHost::builder().nftables_backend().build()] {
@@ -284,7 +283,6 @@ fn a_second_apply_with_allow_domain_writes_nothing() {
 /// dns4 { 198.51.100.80 … }`, `# new generation 4 by process 10212 (dns-worker-0)`, then
 /// `# new generation 5 by process 10209 (egress-guard)`, watch rewriting what was not broken.
 #[test]
-#[ignore = "bug, reported to the lead: the forwarder's commits read as another program's (NEWGEN's pid is a thread id)"]
 fn the_forwarders_own_grants_do_not_wake_watch() {
     harness::require_kernel!();
     let g = Guarded::start(DockerHost::builder().nftables_backend().build(), &["--allow-domain", "*.test"]);
@@ -299,7 +297,6 @@ fn the_forwarders_own_grants_do_not_wake_watch() {
 /// address and nothing filters it, so anyone who reaches the host (here the internet) may use
 /// it as a resolver for the allowed names, make it grant, and fill the journal with refusals.
 #[test]
-#[ignore = "bug, reported to the lead: the forwarder answers whoever reaches the host's port 53053"]
 fn the_forwarder_does_not_answer_the_internet() {
     harness::require_kernel!();
     let g = Guarded::start(DockerHost::builder().nftables_backend().build(), &["--allow-domain", "pypi.test"]);

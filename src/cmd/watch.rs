@@ -259,7 +259,10 @@ impl Daemon {
                 let mut wrote = false;
                 for step in outcome.steps.iter().filter(|s| s.change == Change::Written) {
                     let (added, removed) = (step.added.len(), step.removed.len());
-                    say(&format!("egress-guard: {why}: {}: {added} added, {removed} deleted (rules, sets, elements)", step.place));
+                    say(&format!(
+                        "egress-guard: {why}: {}: {added} added, {removed} deleted (rules, sets, elements)",
+                        step.place
+                    ));
                     wrote = true;
                 }
                 // Someone else changed the ruleset, or we rewrote our table: the forwarder's

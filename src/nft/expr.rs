@@ -372,11 +372,13 @@ impl<'a> Fields<'a> {
     }
 
     fn redir(&self) -> Option<Expr> {
-        // Only the form we write: a port in a register, no range end of its own.
-        if self.get(2).is_some() {
+        // Only the form we write: one port, in a register. The kernel dumps the range's end
+        // too, naming the same register; another end is a range, not ours.
+        let min = self.be32(NFTA_REDIR_REG_PROTO_MIN)?;
+        if self.get(NFTA_REDIR_REG_PROTO_MAX).is_some_and(|a| a.be32().ok() != Some(min)) {
             return None;
         }
-        Some(Expr::Redir { reg_proto_min: self.be32(NFTA_REDIR_REG_PROTO_MIN)?, flags: self.be32(NFTA_REDIR_FLAGS)? })
+        Some(Expr::Redir { reg_proto_min: min, flags: self.be32(NFTA_REDIR_FLAGS)? })
     }
 
     fn counter(&self) -> Option<Expr> {

@@ -77,7 +77,7 @@ impl Monitor {
     /// One datagram: who committed what it announces; `None` on timeout or when drained.
     fn take(&mut self, flags: MsgFlags) -> Result<Option<Wake>, NlError> {
         match recv(self.fd.as_raw_fd(), &mut self.buf, flags) {
-            Ok(n) => Ok(Some(classify(&self.buf[..n], std::process::id())?)),
+            Ok(n) => Ok(Some(classify(&self.buf[..n], &one_of_our_threads)?)),
             Err(Errno::EAGAIN) => Ok(None),
             Err(Errno::ENOBUFS) => Ok(Some(Wake::Overrun)),
             Err(errno) => Err(NlError::Io { op: "recv", errno }),
@@ -106,11 +106,18 @@ fn merge(a: Wake, b: Wake) -> Wake {
     }
 }
 
+/// Whether the kernel's "pid" in a NEWGEN is one of this process's threads: the kernel names
+/// the committing thread (`task_pid_nr(current)`), so the DNS forwarder's grants, committed by
+/// its worker threads, are ours too, and must not wake watch as someone else's change.
+fn one_of_our_threads(tid: u32) -> bool {
+    tid == std::process::id() || std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+}
+
 /// Who committed the transactions a datagram announces: each transaction ends with a NEWGEN
-/// naming the committing pid. A datagram holding only the changes themselves decides nothing
-/// (it reads as our own); the NEWGEN that follows it, in the same drain or the next wake,
-/// decides.
-pub fn classify(datagram: &[u8], own_pid: u32) -> Result<Wake, NlError> {
+/// naming the committing thread; `ours` says whether that is one of ours. A datagram holding
+/// only the changes themselves decides nothing (it reads as our own); the NEWGEN that follows
+/// it, in the same drain or the next wake, decides.
+pub fn classify(datagram: &[u8], ours: &dyn Fn(u32) -> bool) -> Result<Wake, NlError> {
     let mut wake = Wake::Quiet;
     for m in msg::parse(datagram)? {
         if m.ty != nft_type(NFT_MSG_NEWGEN) {
@@ -118,7 +125,7 @@ pub fn classify(datagram: &[u8], own_pid: u32) -> Result<Wake, NlError> {
         }
         let attrs = Attrs::new(m.body.get(NFGENMSG_LEN..).unwrap_or(&[]));
         let pid = attrs.filter_map(Result::ok).find(|a| a.ty == NFTA_GEN_PROC_PID).and_then(|a| a.be32().ok());
-        wake = merge(wake, if pid == Some(own_pid) { Wake::OwnChange } else { Wake::Changed });
+        wake = merge(wake, if pid.is_some_and(ours) { Wake::OwnChange } else { Wake::Changed });
     }
     Ok(if wake == Wake::Quiet { Wake::OwnChange } else { wake })
 }
@@ -136,10 +143,26 @@ mod tests {
 
     #[test]
     fn commits_are_told_apart_by_the_pid_in_newgen() {
-        assert_eq!(classify(&newgen(42), 42).unwrap(), Wake::OwnChange);
-        assert_eq!(classify(&newgen(7), 42).unwrap(), Wake::Changed);
+        let ours = |pid| pid == 42 || pid == 43;
+        assert_eq!(classify(&newgen(42), &ours).unwrap(), Wake::OwnChange);
+        assert_eq!(classify(&newgen(43), &ours).unwrap(), Wake::OwnChange, "another thread of ours");
+        assert_eq!(classify(&newgen(7), &ours).unwrap(), Wake::Changed);
         let both = [newgen(42), newgen(7)].concat();
-        assert_eq!(classify(&both, 42).unwrap(), Wake::Changed);
+        assert_eq!(classify(&both, &ours).unwrap(), Wake::Changed);
+    }
+
+    #[test]
+    fn this_process_and_its_threads_are_ours() {
+        assert!(one_of_our_threads(std::process::id()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(nix::unistd::gettid().as_raw() as u32).unwrap();
+            let _ = done_rx.recv();
+        });
+        assert!(one_of_our_threads(rx.recv().unwrap()), "a running thread of ours");
+        drop(done_tx);
+        t.join().unwrap();
     }
 
     #[test]

@@ -122,6 +122,7 @@ pub const NFTA_FIB_FLAGS: u16 = 3;
 pub const NFT_FIB_RESULT_OIFNAME: u32 = 2;
 pub const NFTA_FIB_F_DADDR: u32 = 1 << 1;
 pub const NFTA_REDIR_REG_PROTO_MIN: u16 = 1;
+pub const NFTA_REDIR_REG_PROTO_MAX: u16 = 2;
 pub const NFTA_REDIR_FLAGS: u16 = 3;
 /// `NF_NAT_RANGE_PROTO_SPECIFIED`: the redirect names a port.
 pub const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 1 << 1;
@@ -203,6 +204,9 @@ pub const NFTA_CT_KEY: u16 = 2;
 pub const NFTA_CT_DIRECTION: u16 = 3;
 pub const NFTA_CT_SREG: u16 = 4;
 pub const NFT_CT_STATE: u32 = 0;
+pub const NFT_CT_STATUS: u32 = 2;
+/// `IPS_DST_NAT`: conntrack's status bit for a destination NAT (a redirect is one).
+pub const IPS_DST_NAT: u32 = 1 << 5;
 /// `NF_CT_STATE_BIT(IP_CT_ESTABLISHED)` and `NF_CT_STATE_BIT(IP_CT_RELATED)`.
 pub const NF_CT_STATE_ESTABLISHED_BIT: u32 = 1 << 1;
 pub const NF_CT_STATE_RELATED_BIT: u32 = 1 << 2;

@@ -29,6 +29,9 @@ enum Load {
     CtState {
         mask: Option<Vec<u8>>,
     },
+    CtStatus {
+        mask: Option<Vec<u8>>,
+    },
     /// `fib daddr oifname`: the interface a route to the destination leaves by.
     FibOifname,
     /// A value an `immediate` put in a register (a redirect's port).
@@ -157,9 +160,12 @@ impl Printer {
                 self.loads.push(load);
             }
             Expr::Ct { key: NFT_CT_STATE, .. } => self.loads.push(Load::CtState { mask: None }),
+            Expr::Ct { key: NFT_CT_STATUS, .. } => self.loads.push(Load::CtStatus { mask: None }),
             Expr::Ct { key, .. } => self.loads.push(Load::Other(format!("ct key {key}"))),
             Expr::Bitwise { mask, xor, .. } => match self.loads.last_mut() {
-                Some(Load::Addr { mask: m, .. }) | Some(Load::CtState { mask: m }) => *m = Some(mask.clone()),
+                Some(Load::Addr { mask: m, .. })
+                | Some(Load::CtState { mask: m })
+                | Some(Load::CtStatus { mask: m }) => *m = Some(mask.clone()),
                 Some(Load::Mark { bits }) => *bits = Some((mask.clone(), xor.clone())),
                 _ => self.say("bitwise"),
             },
@@ -286,6 +292,11 @@ impl Printer {
             Load::Addr { v6, len, mask, .. } => prefix(*v6, *len, mask.as_deref(), data),
             Load::Dport if data.len() == 2 => u16::from_be_bytes([data[0], data[1]]).to_string(),
             Load::Mark { .. } => mark_hex(data),
+            Load::CtStatus { mask: Some(mask) } if op == NFT_CMP_EQ && data.iter().all(|b| *b == 0) => {
+                let word =
+                    if mask.as_slice() == IPS_DST_NAT.to_ne_bytes() { "dnat".to_string() } else { mark_hex(mask) };
+                return self.say(format!("ct status & {word} == 0"));
+            }
             Load::CtState { mask: Some(mask) } if op == NFT_CMP_EQ && data.iter().all(|b| *b == 0) => {
                 let bits = u32::from_ne_bytes(mask.get(..4).and_then(|m| m.try_into().ok()).unwrap_or([0; 4]));
                 return self.say(format!("ct state & ({}) == 0", ct_bits(bits)));
@@ -321,6 +332,7 @@ impl Printer {
             }
             Load::Dport => "th dport".into(),
             Load::CtState { .. } => "ct state".into(),
+            Load::CtStatus { .. } => "ct status".into(),
             Load::Mark { bits: None } => "meta mark".into(),
             Load::FibOifname => "fib daddr oifname".into(),
             Load::Value(v) => hex(v),

@@ -194,18 +194,31 @@ pub fn plan(policy: &Policy, families: &[Family], spec: Spec) -> TablePlan {
         rules.extend(chain_rules(policy, Hook::Forward, families, spec.name));
         chains.push(ChainPlan { name: FORWARD, hook: NF_INET_FORWARD, kind: "filter", priority: spec.priority, rules });
     }
-    if policy.block_host {
-        let mut rules = vec![rule(spec.name, Hook::Input, vec![Cond::neighbour_discovery()], Action::Accept)];
-        if policy.dns.is_on() {
-            // The redirected queries arrive here, for the host: the forwarder must get them.
+    let forwarder = marking && policy.dns.is_on();
+    if policy.block_host || forwarder {
+        let mut rules = Vec::new();
+        if forwarder {
+            // The forwarder answers containers only: a query that reaches its port without
+            // our redirect (from the LAN, from the internet, from the host) is dropped.
             for p in [Proto::Udp, Proto::Tcp] {
-                rules.push(rule(spec.name, Hook::Input, vec![Cond::dport(p, policy.dns.port)], Action::Accept));
+                let conds = vec![Cond::dport(p, policy.dns.port), Cond::not_redirected()];
+                rules.push(rule(spec.name, Hook::Input, conds, Action::Refuse(Refusal::Drop)));
             }
         }
-        if marking {
-            rules.extend(mark_rules(policy, &sets, spec.name, Hook::Input));
+        if policy.block_host {
+            rules.push(rule(spec.name, Hook::Input, vec![Cond::neighbour_discovery()], Action::Accept));
+            if policy.dns.is_on() {
+                // The redirected queries arrive here, for the host: the forwarder must get them
+                // (in watch's shield too, whose input chain runs after ours).
+                for p in [Proto::Udp, Proto::Tcp] {
+                    rules.push(rule(spec.name, Hook::Input, vec![Cond::dport(p, policy.dns.port)], Action::Accept));
+                }
+            }
+            if marking {
+                rules.extend(mark_rules(policy, &sets, spec.name, Hook::Input));
+            }
+            rules.extend(chain_rules(policy, Hook::Input, &Family::ALL, spec.name));
         }
-        rules.extend(chain_rules(policy, Hook::Input, &Family::ALL, spec.name));
         chains.push(ChainPlan { name: INPUT, hook: NF_INET_LOCAL_IN, kind: "filter", priority: spec.priority, rules });
     }
     if marking && policy.dns.is_on() {
@@ -874,6 +887,24 @@ impl Cond {
         exprs.push(Expr::Payload { dreg: NFT_REG_1, base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 2, len: 2 });
         exprs.push(cmp(NFT_CMP_EQ, port.to_be_bytes().to_vec()));
         Cond { exprs, ..Cond::default() }
+    }
+
+    /// `ct status & dnat == 0`: no redirect (a form of DNAT) brought the packet here.
+    fn not_redirected() -> Cond {
+        Cond {
+            exprs: vec![
+                Expr::Ct { key: NFT_CT_STATUS, dreg: NFT_REG_1 },
+                Expr::Bitwise {
+                    sreg: NFT_REG_1,
+                    dreg: NFT_REG_1,
+                    len: 4,
+                    mask: IPS_DST_NAT.to_ne_bytes().to_vec(),
+                    xor: vec![0; 4],
+                },
+                cmp(NFT_CMP_EQ, vec![0; 4]),
+            ],
+            ..Cond::default()
+        }
     }
 
     /// `fib daddr oifname != IFACE`: the destination is not on the source's own bridge(s).

@@ -2,10 +2,12 @@
 //! dockerd: a labelled container reaches what its label allows and nothing else, its unlabelled
 //! neighbour on the same network reaches nothing, and when it stops its allowance goes.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::harness::{Outcome, Watch, DNS_PORT, INTERNET_V4, SERVICE_PORT};
+use crate::harness::{Outcome, Watch, DNS_PORT, INTERNET_V4, INTERNET_V6, SERVICE_PORT};
+use crate::reach::{assert_paths, settle, shot, tcp, udp, watch_piped, ALLOW, EGRESS};
+use crate::timeline::Timeline;
 use crate::{require_dockerd, Container, Dockerd, Options};
 
 /// `watch` following `dk`'s dockerd.
@@ -49,4 +51,270 @@ fn a_labelled_container_reaches_its_destination_and_its_neighbour_does_not() {
     assert!(status.contains(&format!("{INTERNET_V4}/32:{SERVICE_PORT}/tcp (label)")), "{status}");
     let check = dk.egress_guard(&["check", "--docker-host", &dk.socket()]);
     assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+}
+
+/// `egress-guard status --docker-host` (and EXTRA), its stdout.
+fn status(dk: &Dockerd, extra: &[&str]) -> String {
+    let socket = dk.socket();
+    let mut args = vec!["status", "--docker-host", socket.as_str()];
+    args.extend(extra);
+    String::from_utf8_lossy(&dk.egress_guard(&args).stdout).into_owned()
+}
+
+/// The line of `status` that names `c`.
+fn status_line<'a>(status: &'a str, c: &Container) -> &'a str {
+    let key = format!("{} ({}", c.name, &c.id[..12]);
+    status.lines().find(|l| l.contains(&key)).unwrap_or_else(|| panic!("status names no {c}:\n{status}"))
+}
+
+#[test]
+fn a_network_label_applies_to_every_member_in_both_families() {
+    require_dockerd!();
+    let started = Instant::now();
+    let dk = Dockerd::start(Options::default());
+    let allow = format!("{INTERNET_V4}:{SERVICE_PORT}/tcp,[{INTERNET_V6}]:{SERVICE_PORT}/tcp");
+    let ctf = dk.network_labelled("ctf", &[(ALLOW, &allow)]);
+    let other = dk.network("other");
+    let a = dk.container("member-a").network(&ctf).run();
+    let b = dk.container("member-b").network(&ctf).run();
+    let c = dk.container("outsider").network(&other).run();
+    let every = |open_80: bool, open_c: bool| {
+        let mut paths = Vec::new();
+        for to in [IpAddr::from(INTERNET_V4), INTERNET_V6.into()] {
+            for m in [&a, &b] {
+                paths.push(tcp(m, to, SERVICE_PORT, open_80));
+                paths.push(tcp(m, to, DNS_PORT, open_c));
+                paths.push(udp(m, to, SERVICE_PORT, open_c));
+            }
+            paths.push(tcp(&c, to, SERVICE_PORT, open_c));
+        }
+        paths
+    };
+    assert_paths(&every(true, true), "without the guard");
+
+    let _watch = watch(&dk);
+    let took = settle(&every(true, false), "the network's label, under watch");
+    eprintln!("network label: settled {took:?} after watch started");
+    let status = status(&dk, &[]);
+    for m in [&a, &b] {
+        let line = status_line(&status, m);
+        assert!(line.contains("network ctf (label)"), "{line}");
+    }
+    assert!(status_line(&status, &c).contains("closed"), "{status}");
+    let check = dk.egress_guard(&["check", "--docker-host", &dk.socket()]);
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+    // A member that joins later gets it too.
+    let late = dk.container("late").network(&ctf).run();
+    settle(&[tcp(&late, INTERNET_V4, SERVICE_PORT, true), tcp(&late, INTERNET_V6, SERVICE_PORT, true)], "late member");
+    eprintln!("a_network_label_applies_to_every_member_in_both_families: {:?}", started.elapsed());
+}
+
+#[test]
+fn egress_open_opens_one_container_and_a_malformed_label_closes_only_its_own() {
+    require_dockerd!();
+    let started = Instant::now();
+    let dk = Dockerd::start(Options::default());
+    let net = dk.network("ctf");
+    let open = dk.container("open").network(&net).label(EGRESS, "open").run();
+    let bad = dk.container("bad").network(&net).label(ALLOW, "anywhere").run();
+    let good = dk.container("good").network(&net).label(ALLOW, &format!("{INTERNET_V4}:{SERVICE_PORT}/tcp")).run();
+    let plain = dk.container("plain").network(&net).run();
+    let every = |guarded: bool| {
+        let mut paths = Vec::new();
+        for to in [IpAddr::from(INTERNET_V4), INTERNET_V6.into()] {
+            for port in [SERVICE_PORT, DNS_PORT] {
+                paths.push(tcp(&open, to, port, true));
+                paths.push(udp(&open, to, port, true));
+                paths.push(tcp(&bad, to, port, !guarded));
+                paths.push(tcp(&plain, to, port, !guarded));
+            }
+            paths.push(udp(&good, to, SERVICE_PORT, !guarded));
+            paths.push(tcp(&good, to, DNS_PORT, !guarded));
+        }
+        paths.push(tcp(&good, INTERNET_V4, SERVICE_PORT, true));
+        paths.push(tcp(&good, INTERNET_V6, SERVICE_PORT, !guarded));
+        paths
+    };
+    assert_paths(&every(false), "without the guard");
+
+    let mut timeline = Timeline::new();
+    let mut watch = watch_piped(&dk, &[]);
+    timeline.follow("watch", watch.child().stdout.take().expect("piped stdout"));
+    timeline.follow("watch!", watch.child().stderr.take().expect("piped stderr"));
+    settle(&every(true), "egress=open, a malformed label, a good one, none");
+
+    let status = status(&dk, &[]);
+    let problem = "PROBLEM: container bad: label egress-guard.allow: \"anywhere\"";
+    assert!(status.lines().any(|l| l.trim_start().starts_with(problem)), "{status}");
+    assert!(status_line(&status, &open).contains("open (anywhere)"), "{status}");
+    assert!(status_line(&status, &bad).contains("closed"), "{status}");
+    let said = timeline.render();
+    let warned = said.lines().any(|l| l.contains("[watch!]") && l.contains("container bad: label egress-guard.allow"));
+    assert!(warned, "watch's stderr does not warn of the bad label:\n{said}");
+    eprintln!("status:\n{status}\nwatch:\n{said}");
+    eprintln!("egress_open_…_malformed_label: {:?}", started.elapsed());
+}
+
+#[test]
+fn config_tables_grant_by_container_network_and_compose_service() {
+    require_dockerd!();
+    let started = Instant::now();
+    let dk = Dockerd::start(Options::default());
+    let ctf = dk.network("ctf");
+    let other = dk.network("other");
+    let config = dk.dir().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[container.web]\nallow = [\"{INTERNET_V4}:{SERVICE_PORT}/tcp\"]\n\n\
+             [network.ctf]\nallow = [\"[{INTERNET_V6}]:{DNS_PORT}/tcp\"]\n\n\
+             [service.api]\negress = \"open\"\n"
+        ),
+    )
+    .expect("write the config");
+    let web = dk.container("web").network(&other).run();
+    let member = dk.container("member").network(&ctf).run();
+    let api = dk
+        .container("p-api-1")
+        .network(&other)
+        .label("com.docker.compose.project", "p")
+        .label("com.docker.compose.service", "api")
+        .run();
+    let plain = dk.container("plain").network(&other).run();
+    let every = |guarded: bool| {
+        let (v4, v6) = (IpAddr::from(INTERNET_V4), IpAddr::from(INTERNET_V6));
+        let mut paths = vec![
+            tcp(&web, v4, SERVICE_PORT, true),
+            tcp(&web, v4, DNS_PORT, !guarded),
+            tcp(&web, v6, SERVICE_PORT, !guarded),
+            tcp(&member, v6, DNS_PORT, true),
+            tcp(&member, v6, SERVICE_PORT, !guarded),
+            tcp(&member, v4, DNS_PORT, !guarded),
+        ];
+        for to in [v4, v6] {
+            for port in [SERVICE_PORT, DNS_PORT] {
+                paths.push(tcp(&api, to, port, true));
+                paths.push(udp(&api, to, port, true));
+                paths.push(tcp(&plain, to, port, !guarded));
+            }
+        }
+        paths
+    };
+    assert_paths(&every(false), "without the guard");
+
+    let config = config.to_string_lossy().into_owned();
+    let _watch = Watch::start(&dk.host, &["--docker-host", &dk.socket(), "--config", &config]);
+    settle(&every(true), "the config's container, network and service tables");
+    let status = status(&dk, &["--config", &config]);
+    assert!(status_line(&status, &web).contains("config container.web"), "{status}");
+    assert!(status_line(&status, &member).contains("config network.ctf"), "{status}");
+    assert!(status_line(&status, &api).contains("config service.api"), "{status}");
+    assert!(status_line(&status, &plain).contains("closed"), "{status}");
+    let check = dk.egress_guard(&["check", "--docker-host", &dk.socket(), "--config", &config]);
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+    eprintln!("config_tables_…: {:?}", started.elapsed());
+}
+
+/// How many one-shot containers the start race runs, per network.
+const SHOTS: usize = 50;
+
+/// `docker events` for dockerd, one line per event with dockerd's own time, for a timeline.
+fn docker_events(dk: &Dockerd) -> std::process::Child {
+    let format = "{{.TimeNano}} {{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.container}}";
+    let mut command = dk.cli().command(&["events", "--format", format]);
+    command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    command.spawn().expect("start docker events")
+}
+
+/// Start → allowed before the first packet: [`SHOTS`] containers whose entrypoint dials its
+/// allowed destination at once, each started by `docker run --rm`, must all get their echo.
+/// watch refuses with `tcp-reset`, so a SYN that leaves before the allowance is refused at
+/// once and for good (with port-unreachable, TCP would retry a second later and hide a late
+/// allowance). On a failure, the timeline around each failed start is printed: dockerd's
+/// events, every ruleset generation (`nft monitor`, with the elements added), watch's journal.
+fn every_start_is_allowed_before_its_first_packet(network: Option<&str>) {
+    let dk = Dockerd::start(Options::default());
+    let network = match network {
+        Some(name) => dk.network(name).name,
+        None => "bridge".to_owned(),
+    };
+    let to = SocketAddr::from((INTERNET_V4, SERVICE_PORT));
+    let label = format!("{ALLOW}={INTERNET_V4}:{SERVICE_PORT}/tcp");
+    let labelled = ["--network", network.as_str(), "--label", label.as_str()];
+    let unlabelled = ["--network", network.as_str()];
+    let before = shot(&dk, "before", &unlabelled, to);
+    assert!(before.echoed, "without the guard a one-shot container reaches {to}: {}", before.output);
+
+    // No `nft monitor` here: nft 1.0.6 prints the elements of these concatenated interval
+    // sets as garbage or not at all; watch's journal line ("wrote … deleted …") follows the
+    // commit of the batch that holds the new element.
+    let mut timeline = Timeline::new();
+    timeline.follow_child("docker", docker_events(&dk));
+    // EG_E2E_REJECT=port-unreachable measures what a client sees with the default refusal.
+    let reject = std::env::var("EG_E2E_REJECT").unwrap_or_else(|_| "tcp-reset".into());
+    let mut watch = watch_piped(&dk, &["--reject-with", &reject]);
+    timeline.follow("watch", watch.child().stdout.take().expect("piped stdout"));
+    timeline.follow("watch!", watch.child().stderr.take().expect("piped stderr"));
+    // The guard is up once an unlabelled one-shot is refused; and it is refused at once, so a
+    // labelled one that is let through was let through by its first SYN.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let control = loop {
+        let s = shot(&dk, "control", &unlabelled, to);
+        if !s.echoed || Instant::now() > deadline {
+            break s;
+        }
+    };
+    assert!(!control.echoed && control.output.contains("refused"), "unlabelled under watch: {}", control.output);
+
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    let mut took = Vec::new();
+    for i in 0..SHOTS {
+        let name = format!("shot-{i}");
+        timeline.mark("test", format!("docker run {name}"));
+        let s = shot(&dk, &name, &labelled, to);
+        timeline.mark("test", format!("{name}: {}", if s.echoed { "echoed" } else { "FAILED" }));
+        took.push(s.took);
+        if !s.echoed {
+            failed.push((name, s));
+        }
+    }
+    let all = started.elapsed();
+    took.sort();
+    let summary = format!(
+        "{network}: {} of {SHOTS} one-shot starts failed; {SHOTS} runs took {all:?} (docker run: median {:?}, max {:?})",
+        failed.len(),
+        took[SHOTS / 2],
+        took[SHOTS - 1]
+    );
+    eprintln!("{summary}");
+    // The first few are enough to place the race; the rest look alike.
+    for (name, s) in failed.iter().take(3) {
+        let window = timeline.render_between(s.started, s.started + s.took);
+        eprintln!("--- {name} ({:?}): {}\n{window}", s.took, s.output);
+    }
+    assert!(failed.is_empty(), "{summary}");
+}
+
+/// Fails with watch as of f0f6b80: 50 of 50 one-shot starts refused, on a user network and on
+/// docker0 alike (dockerd 20.10.24; 50 runs take about 27 s). The book learns a container's
+/// address only from the inspect that follows `container start`, and dockerd sends that event
+/// after the process is already running: typically `network connect` at +0 ms, `container
+/// start` at +300 ms, watch's set write at +304 ms, and the container already dead (its nc
+/// refused) at +316 ms. The 300 ms between `network connect` and `start` are the window
+/// watch could use. With the default refusal (port-unreachable) all 50 get through, but on
+/// TCP's SYN retry: `docker run` takes 1.7 s (median) against 0.5 s.
+#[test]
+#[ignore = "start race: 50/50 one-shot starts refused as of f0f6b80 (see the comment)"]
+fn a_starting_container_is_allowed_before_its_first_packet_on_a_user_network() {
+    require_dockerd!();
+    every_start_is_allowed_before_its_first_packet(Some("ctf"));
+}
+
+/// Fails as of f0f6b80 like the user-network case: 50 of 50 refused.
+#[test]
+#[ignore = "start race: 50/50 one-shot starts refused as of f0f6b80 (see the user-network test)"]
+fn a_starting_container_is_allowed_before_its_first_packet_on_the_default_bridge() {
+    require_dockerd!();
+    every_start_is_allowed_before_its_first_packet(None);
 }

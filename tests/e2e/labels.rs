@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::harness::{Outcome, Watch, DNS_PORT, INTERNET_V4, INTERNET_V6, SERVICE_PORT};
-use crate::reach::{assert_paths, settle, shot, tcp, udp, watch_piped, ALLOW, EGRESS};
+use crate::reach::{assert_paths, set_addresses, settle, shot, tcp, tcp_probe, udp, watch_piped, ALLOW, EGRESS};
 use crate::timeline::Timeline;
 use crate::{require_dockerd, Container, Dockerd, Options};
 
@@ -317,4 +317,166 @@ fn a_starting_container_is_allowed_before_its_first_packet_on_a_user_network() {
 fn a_starting_container_is_allowed_before_its_first_packet_on_the_default_bridge() {
     require_dockerd!();
     every_start_is_allowed_before_its_first_packet(None);
+}
+
+/// The address two containers hold in turn, in the first network's 172.18.0.0/24.
+const REUSED: &str = "172.18.0.10";
+
+/// Stop → closed before reuse: a labelled container at [`REUSED`] is taken away by `take_away`
+/// (`docker rm -f`, `docker stop`), and an unlabelled one started at once on the same address
+/// is refused on its very first SYN (watch refuses by tcp-reset, so no retry can hide a late
+/// removal), and the address is gone from every per-source set.
+fn closed_before_the_address_is_reused(take_away: &[&str]) {
+    let dk = Dockerd::start(Options::default());
+    let net = dk.network("ctf");
+    let to = SocketAddr::from((INTERNET_V4, SERVICE_PORT));
+    let unlabelled = ["--network", net.name.as_str(), "--ip", REUSED];
+    let before = shot(&dk, "before", &unlabelled, to);
+    assert!(before.echoed, "without the guard a one-shot container reaches {to}: {}", before.output);
+
+    let _watch = Watch::start(&dk.host, &["--docker-host", &dk.socket(), "--reject-with", "tcp-reset"]);
+    // A port entry per family, and one without a port: all three kinds of per-source set.
+    let label = format!("{INTERNET_V4}:{SERVICE_PORT}/tcp,[{INTERNET_V6}]:{SERVICE_PORT}/tcp,203.0.113.0/24");
+    let first = dk.container("first").network(&net).ip(REUSED).label(ALLOW, &label).run();
+    settle(&[tcp(&first, INTERNET_V4, SERVICE_PORT, true), tcp(&first, INTERNET_V6, SERVICE_PORT, true)], "first");
+    let held = [(IpAddr::from(first.v4), "from4_port"), (first.v4.into(), "from4"), (first.v6().into(), "from6_port")];
+    for (addr, set) in held {
+        assert!(set_addresses(&dk, set).contains(&addr), "{addr} not in {set} while {first} runs");
+    }
+
+    let mut args = take_away.to_vec();
+    args.push("first");
+    let gone = Instant::now();
+    dk.docker(&args);
+    let second = shot(&dk, "second", &unlabelled, to);
+    eprintln!("{}: first taken away in {:?}, second ran {:?}", take_away.join(" "), second.started - gone, second.took);
+    assert!(!second.echoed, "an unlabelled container at {REUSED} got out at once after {}", take_away.join(" "));
+    assert!(second.output.contains("refused"), "refused, not timed out: {}", second.output);
+    for (addr, set) in held {
+        assert!(!set_addresses(&dk, set).contains(&addr), "{addr} still in {set} after {}", take_away.join(" "));
+    }
+}
+
+#[test]
+fn a_removed_container_s_address_is_closed_before_it_is_reused() {
+    require_dockerd!();
+    closed_before_the_address_is_reused(&["rm", "-f"]);
+}
+
+#[test]
+fn a_stopped_container_s_address_is_closed_before_it_is_reused() {
+    require_dockerd!();
+    // busybox as pid 1 ignores SIGTERM: it is killed after 1 s.
+    closed_before_the_address_is_reused(&["stop", "-t", "1"]);
+}
+
+/// A labelled and an unlabelled container's TCP paths to the internet's ports 80 and 53, both
+/// families, by busybox inside (`docker exec`) and by the harness from outside.
+fn labelled_and_not<'a>(web: &'a Container, db: &'a Container, guarded: bool) -> Vec<crate::reach::Path<'a>> {
+    let mut paths = by_probe(web, db, guarded);
+    for to in [IpAddr::from(INTERNET_V4), INTERNET_V6.into()] {
+        paths.push(tcp(web, to, SERVICE_PORT, true));
+        paths.push(tcp(db, to, SERVICE_PORT, !guarded));
+    }
+    paths
+}
+
+/// [`labelled_and_not`] by the harness's probes alone: they need no dockerd.
+fn by_probe<'a>(web: &'a Container, db: &'a Container, guarded: bool) -> Vec<crate::reach::Path<'a>> {
+    let mut paths = Vec::new();
+    for to in [IpAddr::from(INTERNET_V4), INTERNET_V6.into()] {
+        paths.push(tcp_probe(web, to, SERVICE_PORT, true));
+        paths.push(tcp_probe(web, to, DNS_PORT, !guarded));
+        paths.push(tcp_probe(db, to, SERVICE_PORT, !guarded));
+    }
+    paths
+}
+
+fn web_label() -> String {
+    format!("{INTERNET_V4}:{SERVICE_PORT}/tcp,[{INTERNET_V6}]:{SERVICE_PORT}/tcp")
+}
+
+#[test]
+fn a_restarted_watch_rebuilds_the_allowances_from_the_running_containers() {
+    require_dockerd!();
+    let started = Instant::now();
+    let dk = Dockerd::start(Options::default());
+    let net = dk.network("ctf");
+    let web = dk.container("web").network(&net).label(ALLOW, &web_label()).run();
+    let db = dk.container("db").network(&net).run();
+    assert_paths(&labelled_and_not(&web, &db, false), "without the guard");
+    let first = watch(&dk);
+    settle(&labelled_and_not(&web, &db, true), "under the first watch");
+
+    drop(first);
+    dk.host.run(&["nft", "delete", "table", "inet", "egress_guard"]);
+    // The allowances lived in that table: without it nothing marks web's packets, and
+    // DOCKER-USER, which outlives watch, refuses them. (IPv6 has no DOCKER-USER on Docker
+    // 20.10: our table guarded it, and watch's shield went with watch's socket, so IPv6 is
+    // open to all until watch is back.)
+    assert_paths(&[tcp(&web, INTERNET_V4, SERVICE_PORT, false)], "watch killed and our table deleted");
+
+    let _again = watch(&dk);
+    let took = settle(&labelled_and_not(&web, &db, true), "under a new watch");
+    eprintln!("a new watch rebuilt the allowances within {took:?}; test took {:?}", started.elapsed());
+    let check = dk.egress_guard(&["check", "--docker-host", &dk.socket()]);
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+}
+
+#[test]
+fn a_dockerd_restart_with_live_restore_keeps_the_allowances() {
+    require_dockerd!();
+    let started = Instant::now();
+    let dk = Dockerd::start(Options::default().live_restore());
+    let net = dk.network("ctf");
+    let web = dk.container("web").network(&net).label(ALLOW, &web_label()).run();
+    let db = dk.container("db").network(&net).run();
+    assert_paths(&labelled_and_not(&web, &db, false), "without the guard");
+    let _watch = watch(&dk);
+    settle(&labelled_and_not(&web, &db, true), "under watch");
+
+    dk.stop_daemon();
+    assert_paths(&by_probe(&web, &db, true), "while dockerd is down");
+    assert!(set_addresses(&dk, "from4_port").contains(&web.v4.into()), "web's element while dockerd is down");
+    dk.start_daemon();
+    assert_paths(&labelled_and_not(&web, &db, true), "after dockerd's restart");
+    // watch follows the new dockerd: a container started now gets its allowance too.
+    let late = dk.container("late").network(&net).label(ALLOW, &web_label()).run();
+    settle(&labelled_and_not(&late, &db, true), "a labelled container started after the restart");
+    let check = dk.egress_guard(&["check", "--docker-host", &dk.socket()]);
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+    eprintln!("a_dockerd_restart_with_live_restore_keeps_the_allowances: {:?}", started.elapsed());
+}
+
+/// `dockerd --version`'s major number (e.g. 20 for "Docker version 20.10.24+dfsg1, build …").
+fn dockerd_major() -> Option<u32> {
+    let out = std::process::Command::new("dockerd").arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.strip_prefix("Docker version ")?.split('.').next()?.parse().ok()
+}
+
+/// Docker 29's nftables firewall backend writes no iptables chains at all, so there is no
+/// DOCKER-USER and our table guards both families alone; labels work the same there. Runs only
+/// where the dockerd is 29 or later (older ones refuse the `firewall-backend` key); this
+/// machine's is 20.10, so it has not yet run here.
+#[test]
+fn labels_work_with_docker_s_nftables_firewall_backend() {
+    require_dockerd!();
+    match dockerd_major() {
+        Some(major) if major >= 29 => {}
+        found => {
+            eprintln!("skipped: dockerd {found:?} has no nftables firewall backend (Docker 29 or later)");
+            return;
+        }
+    }
+    let dk = Dockerd::start(Options::default().firewall_backend("nftables"));
+    let net = dk.network("ctf");
+    let web = dk.container("web").network(&net).label(ALLOW, &web_label()).run();
+    let db = dk.container("db").network(&net).run();
+    assert_paths(&labelled_and_not(&web, &db, false), "without the guard");
+    let _watch = watch(&dk);
+    settle(&labelled_and_not(&web, &db, true), "under watch, Docker's nftables backend");
+    let status = status(&dk, &[]);
+    assert!(status.contains("IPv4: table") && status.contains("IPv6: table"), "our table guards alone:\n{status}");
+    assert!(status_line(&status, &web).contains("(label)"), "{status}");
 }

@@ -20,6 +20,9 @@ pub enum Via {
     Tcp,
     /// The harness's UDP probe from the container's namespace (busybox's nc has no -u).
     Udp,
+    /// The harness's TCP probe from the container's namespace: needs no `docker exec`, so it
+    /// works while dockerd is down.
+    TcpProbe,
 }
 
 /// One path and whether it is wanted open.
@@ -34,6 +37,11 @@ pub fn tcp(from: &Container, to: impl Into<IpAddr>, port: u16, open: bool) -> Pa
     Path { from, to: SocketAddr::new(to.into(), port), via: Via::Tcp, open }
 }
 
+/// TCP without dockerd's help (see [`Via::TcpProbe`]).
+pub fn tcp_probe(from: &Container, to: impl Into<IpAddr>, port: u16, open: bool) -> Path<'_> {
+    Path { from, to: SocketAddr::new(to.into(), port), via: Via::TcpProbe, open }
+}
+
 pub fn udp(from: &Container, to: impl Into<IpAddr>, port: u16, open: bool) -> Path<'_> {
     Path { from, to: SocketAddr::new(to.into(), port), via: Via::Udp, open }
 }
@@ -43,6 +51,7 @@ impl Path<'_> {
         match self.via {
             Via::Tcp => self.from.nc(self.to),
             Via::Udp => self.from.probe(Probe::udp(self.to)),
+            Via::TcpProbe => self.from.probe(Probe::tcp(self.to)),
         }
     }
 

@@ -227,7 +227,8 @@ fn docker_events(dk: &Dockerd) -> std::process::Child {
 }
 
 /// Start → allowed before the first packet: [`SHOTS`] containers whose entrypoint dials its
-/// allowed destination at once, each started by `docker run --rm`, must all get their echo.
+/// allowed destinations at once, each started by `docker run --rm`, must all get their echo;
+/// every other one dials IPv6 first, the others IPv4, so each family's first packet is tried.
 /// watch refuses with `tcp-reset`, so a SYN that leaves before the allowance is refused at
 /// once and for good (with port-unreachable, TCP would retry a second later and hide a late
 /// allowance). On a failure, the timeline around each failed start is printed: dockerd's
@@ -238,12 +239,13 @@ fn every_start_is_allowed_before_its_first_packet(network: Option<&str>) {
         Some(name) => dk.network(name).name,
         None => "bridge".to_owned(),
     };
-    let to = SocketAddr::from((INTERNET_V4, SERVICE_PORT));
-    let label = format!("{ALLOW}={INTERNET_V4}:{SERVICE_PORT}/tcp");
+    let v4 = SocketAddr::from((INTERNET_V4, SERVICE_PORT));
+    let v6 = SocketAddr::from((INTERNET_V6, SERVICE_PORT));
+    let label = format!("{ALLOW}={INTERNET_V4}:{SERVICE_PORT}/tcp,[{INTERNET_V6}]:{SERVICE_PORT}/tcp");
     let labelled = ["--network", network.as_str(), "--label", label.as_str()];
     let unlabelled = ["--network", network.as_str()];
-    let before = shot(&dk, "before", &unlabelled, to);
-    assert!(before.echoed, "without the guard a one-shot container reaches {to}: {}", before.output);
+    let before = shot(&dk, "before", &unlabelled, &[v4, v6]);
+    assert!(before.echoed, "without the guard a one-shot container reaches {v4} and {v6}: {}", before.output);
 
     // No `nft monitor` here: nft 1.0.6 prints the elements of these concatenated interval
     // sets as garbage or not at all; watch's journal line ("wrote … deleted …") follows the
@@ -259,7 +261,7 @@ fn every_start_is_allowed_before_its_first_packet(network: Option<&str>) {
     // labelled one that is let through was let through by its first SYN.
     let deadline = Instant::now() + Duration::from_secs(10);
     let control = loop {
-        let s = shot(&dk, "control", &unlabelled, to);
+        let s = shot(&dk, "control", &unlabelled, &[v4]);
         if !s.echoed || Instant::now() > deadline {
             break s;
         }
@@ -272,7 +274,8 @@ fn every_start_is_allowed_before_its_first_packet(network: Option<&str>) {
     for i in 0..SHOTS {
         let name = format!("shot-{i}");
         timeline.mark("test", format!("docker run {name}"));
-        let s = shot(&dk, &name, &labelled, to);
+        let order = if i % 2 == 0 { [v6, v4] } else { [v4, v6] };
+        let s = shot(&dk, &name, &labelled, &order);
         timeline.mark("test", format!("{name}: {}", if s.echoed { "echoed" } else { "FAILED" }));
         took.push(s.took);
         if !s.echoed {
@@ -331,7 +334,7 @@ fn closed_before_the_address_is_reused(take_away: &[&str]) {
     let net = dk.network("ctf");
     let to = SocketAddr::from((INTERNET_V4, SERVICE_PORT));
     let unlabelled = ["--network", net.name.as_str(), "--ip", REUSED];
-    let before = shot(&dk, "before", &unlabelled, to);
+    let before = shot(&dk, "before", &unlabelled, &[to]);
     assert!(before.echoed, "without the guard a one-shot container reaches {to}: {}", before.output);
 
     let _watch = Watch::start(&dk.host, &["--docker-host", &dk.socket(), "--reject-with", "tcp-reset"]);
@@ -348,9 +351,10 @@ fn closed_before_the_address_is_reused(take_away: &[&str]) {
     args.push("first");
     let gone = Instant::now();
     dk.docker(&args);
-    let second = shot(&dk, "second", &unlabelled, to);
+    // IPv6 too: the second may well be given the first's IPv6 address as well.
+    let second = shot(&dk, "second", &unlabelled, &[to, SocketAddr::from((INTERNET_V6, SERVICE_PORT))]);
     eprintln!("{}: first taken away in {:?}, second ran {:?}", take_away.join(" "), second.started - gone, second.took);
-    assert!(!second.echoed, "an unlabelled container at {REUSED} got out at once after {}", take_away.join(" "));
+    assert_eq!(second.echoes, 0, "an unlabelled container at {REUSED} got out after {}", take_away.join(" "));
     assert!(second.output.contains("refused"), "refused, not timed out: {}", second.output);
     for (addr, set) in held {
         assert!(!set_addresses(&dk, set).contains(&addr), "{addr} still in {set} after {}", take_away.join(" "));

@@ -101,17 +101,22 @@ pub fn watch_piped(dk: &Dockerd, extra: &[&str]) -> Watch {
 
 /// What a one-shot container printed, and how long `docker run` took.
 pub struct Shot {
+    /// Every destination echoed its line.
     pub echoed: bool,
+    /// How many did.
+    pub echoes: usize,
     pub output: String,
     pub started: Instant,
     pub took: Duration,
 }
 
-/// `docker run --rm --name NAME ARGS… IMAGE sh -c 'echo TOKEN | nc -w 3 TO PORT'`: the
-/// entrypoint dials at once, before anything else could happen in the container.
-pub fn shot(dk: &Dockerd, name: &str, args: &[&str], to: SocketAddr) -> Shot {
-    let token = format!("shot {name}");
-    let script = format!("echo '{token}' | nc -w 3 {} {}", to.ip(), to.port());
+/// `docker run --rm --name NAME ARGS… IMAGE sh -c 'echo T1 | nc -w 3 TO1 PORT1; …'`: the
+/// entrypoint dials `to` in order at once, before anything else could happen in the container.
+pub fn shot(dk: &Dockerd, name: &str, args: &[&str], to: &[SocketAddr]) -> Shot {
+    let tokens: Vec<String> = to.iter().map(|t| format!("shot {name} {t}")).collect();
+    let dials: Vec<String> =
+        to.iter().zip(&tokens).map(|(t, token)| format!("echo '{token}' | nc -w 3 {} {}", t.ip(), t.port())).collect();
+    let script = dials.join("; ");
     let mut all = vec!["run", "--rm", "--name", name];
     all.extend(args);
     all.extend([crate::image::IMAGE, "sh", "-c", &script]);
@@ -119,9 +124,10 @@ pub fn shot(dk: &Dockerd, name: &str, args: &[&str], to: SocketAddr) -> Shot {
     let out = dk.try_docker(&all);
     let took = started.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let echoed = stdout.lines().any(|l| l == token);
+    let echoes = tokens.iter().filter(|token| stdout.lines().any(|l| l == *token)).count();
+    let echoed = echoes == tokens.len();
     let output = format!("{}{}", stdout.trim(), String::from_utf8_lossy(&out.stderr).trim());
-    Shot { echoed, output, started, took }
+    Shot { echoed, echoes, output, started, took }
 }
 
 /// The addresses in `nft list set inet egress_guard SET`'s elements: single ones, both ends

@@ -308,6 +308,7 @@ impl Dockerd {
             publish: Vec::new(),
             command: None,
             labels: Vec::new(),
+            ip: None,
         }
     }
 
@@ -471,9 +472,16 @@ pub struct ContainerSpec<'a> {
     publish: Vec<String>,
     command: Option<Vec<String>>,
     labels: Vec<String>,
+    ip: Option<String>,
 }
 
 impl ContainerSpec<'_> {
+    /// `--ip ADDR`: a fixed address on its network (a user-defined one).
+    pub fn ip(mut self, addr: &str) -> Self {
+        self.ip = Some(addr.to_owned());
+        self
+    }
+
     /// `--label KEY=VALUE`.
     pub fn label(mut self, key: &str, value: &str) -> Self {
         self.labels.push(format!("{key}={value}"));
@@ -507,6 +515,9 @@ impl ContainerSpec<'_> {
         }
         for l in &self.labels {
             args.extend(["--label", l]);
+        }
+        if let Some(ip) = &self.ip {
+            args.extend(["--ip", ip]);
         }
         args.push(image::IMAGE);
         let echo = ["nc", "-ll", "-p", "80", "-e", "cat"].map(String::from).to_vec();

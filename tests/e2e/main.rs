@@ -30,6 +30,7 @@ mod gate;
 mod image;
 mod leftovers;
 mod paths;
+mod reach;
 mod timeline;
 
 mod apply;

@@ -44,6 +44,13 @@ impl Timeline {
         }));
     }
 
+    /// Records every line `child` prints on its (piped) stdout, and ends it when dropped.
+    pub fn follow_child(&mut self, source: &str, mut child: Child) {
+        let stdout = child.stdout.take().expect("a child with piped stdout");
+        self.children.push(child);
+        self.follow(source, stdout);
+    }
+
     /// Records every ruleset change in `ns` from now on (`nft monitor`), until dropped. Returns
     /// once the monitor is listening, so no change after this call goes unseen.
     pub fn monitor_ruleset(&mut self, ns: &Netns) {
@@ -72,7 +79,13 @@ impl Timeline {
 
     /// Every line so far, in time order: `+  1234.5 ms [source] line`.
     pub fn render(&self) -> String {
+        self.render_between(self.start, Instant::now() + Duration::from_secs(3600))
+    }
+
+    /// The lines seen from `from` until `to`, as [`Timeline::render`] shows them.
+    pub fn render_between(&self, from: Instant, to: Instant) -> String {
         let mut events = lock(&self.events).clone();
+        events.retain(|(at, _, _)| (from..=to).contains(at));
         events.sort_by_key(|(at, _, _)| *at);
         let mut out = String::new();
         for (at, source, line) in events {

@@ -253,7 +253,10 @@ impl Daemon {
             return Ok(status);
         }
         let shield: [Box<dyn Backend>; 1] = [Box::new(OwnTable::shield())];
-        let policy = Policy { live: self.live.clone(), ..self.policy.clone() };
+        // Following Docker, the per-source sets are there from the start: the first labelled
+        // container then adds elements, and never changes the table's shape.
+        let per_source = self.policy.per_source || self.docker.is_some();
+        let policy = Policy { live: self.live.clone(), per_source, ..self.policy.clone() };
         match transact::apply(&mut self.nl, &policy, self.target, false, &shield) {
             Ok(outcome) => {
                 let mut wrote = false;

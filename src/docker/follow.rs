@@ -341,4 +341,31 @@ mod tests {
         follower.stop();
         assert!(started.elapsed() < Duration::from_secs(2));
     }
+
+    #[test]
+    fn next_change_returns_at_once_when_behind_and_waits_otherwise() {
+        let socket = std::env::temp_dir().join(format!("eg-{}-no-docker-next/docker.sock", std::process::id()));
+        let client = Client::new(&Endpoint { socket });
+        let follower = Arc::new(Follower::spawn(client, FollowOptions::default()).unwrap());
+        // Nothing was ever loaded: the revision is 0, so a caller that saw another is behind.
+        let now = follower.next_change(7, Duration::from_secs(5), |book, _| book.containers().count());
+        assert_eq!(now, Some((0, 0)));
+        let started = Instant::now();
+        assert_eq!(follower.next_change(0, Duration::from_millis(100), |_, _| ()), None);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        // A waiter is released when the follower stops.
+        let waiter = {
+            let follower = Arc::clone(&follower);
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                (follower.next_change(0, Duration::from_secs(30), |_, _| ()), started.elapsed())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        follower.inner.stop.store(true, Ordering::SeqCst);
+        follower.inner.update(|_| {});
+        let (result, waited) = waiter.join().unwrap();
+        assert_eq!(result, None);
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+    }
 }

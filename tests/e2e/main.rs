@@ -34,6 +34,7 @@ mod timeline;
 
 mod apply;
 mod blame;
+mod early;
 mod restarts;
 
 /// The harness of the emulated tests, shared file for file: namespaces, probes, echo servers,

@@ -152,9 +152,10 @@ impl Follower {
     /// What is guaranteed: the follower changes the book and wakes this wait in one critical
     /// section, so a starting container's addresses and labels reach `f` one `GET /networks/ID`
     /// after its `network connect` event was read (two requests if the follower missed its
-    /// create), and a container that died or left its last network is out of
-    /// [`AddressBook::containers`] as soon as that event is read, with no request. The follower
-    /// waits for the lock while `f` runs: keep `f` short (compute, then write elsewhere).
+    /// create), and a container that died is out of [`AddressBook::containers`] (one that left
+    /// a network has lost that network's addresses) as soon as that event is read, with no
+    /// request. The follower waits for the lock while `f` runs: keep `f` short (compute, then
+    /// write elsewhere).
     pub fn next_change<R>(
         &self,
         seen: u64,

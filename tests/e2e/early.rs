@@ -48,8 +48,10 @@ struct Run {
     address: IpAddr,
     first_packet: SystemTime,
     start_read: SystemTime,
-    /// When `GET /containers/ID/json`, sent as the connect was read, answered.
-    inspect_answered: SystemTime,
+    /// When each request sent as the connect was read answered, and whether with an address.
+    network_answered: (SystemTime, bool),
+    summary_answered: (SystemTime, bool),
+    inspect_answered: (SystemTime, bool),
 }
 
 /// Signed milliseconds from `a` to `b`.
@@ -65,6 +67,21 @@ type Completions = BTreeMap<String, (SystemTime, Vec<IpAddr>)>;
 
 /// The kernel's time, source, destination and destination port of a TCP SYN or UDP datagram.
 type Packet = (SystemTime, IpAddr, IpAddr, u16);
+
+/// (container id, request) → when the request sent at its connect answered, and whether the
+/// answer had one of the container's addresses.
+type Answers = BTreeMap<(String, Request), (SystemTime, bool)>;
+
+/// What the second subscriber asks dockerd as soon as it reads a `network connect`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Request {
+    /// `GET /networks/ID`, what the follower asks.
+    Network,
+    /// The containers list by id, what the follower asks when it missed the create.
+    Summary,
+    /// `GET /containers/ID/json`, what the follower asked before.
+    Inspect,
+}
 
 /// One row of the table: what it measures, and how from a run.
 type Interval = (&'static str, fn(&Run) -> f64);
@@ -83,9 +100,9 @@ struct Clocks {
     follower: Arc<Follower>,
     stop: Arc<AtomicBool>,
     complete: Arc<Mutex<Completions>>,
-    /// (read at, event), and container id → when its inspect answered.
+    /// (read at, event).
     events: Arc<Mutex<Vec<(SystemTime, Event)>>>,
-    inspects: Arc<Mutex<BTreeMap<String, SystemTime>>>,
+    asked: Arc<Mutex<Answers>>,
     packets: Arc<Mutex<Vec<Packet>>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -102,7 +119,7 @@ impl Clocks {
             stop: Arc::default(),
             complete: Arc::default(),
             events: Arc::default(),
-            inspects: Arc::default(),
+            asked: Arc::default(),
             packets: Arc::default(),
             threads: Vec::new(),
         };
@@ -139,9 +156,10 @@ impl Clocks {
         }));
     }
 
-    /// A second subscriber: when each event was read, and an inspect at each connect.
+    /// A second subscriber: when each event was read, and what dockerd answers at each connect
+    /// (each request on a thread of its own, so none waits for another).
     fn subscribe(&mut self, client: Client) {
-        let (stop, events, inspects) = (self.stop.clone(), self.events.clone(), self.inspects.clone());
+        let (stop, events, asked) = (self.stop.clone(), self.events.clone(), self.asked.clone());
         let mut stream = client.events(None, Duration::from_millis(100)).expect("subscribe to events");
         self.threads.push(std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
@@ -152,13 +170,30 @@ impl Clocks {
                 };
                 let read = SystemTime::now();
                 if (event.kind.as_str(), event.action.as_str()) == ("network", "connect") {
-                    let (client, inspects) = (client.clone(), inspects.clone());
                     let id = event.attribute("container").unwrap_or_default().to_string();
-                    std::thread::spawn(move || {
-                        if client.inspect_container(&id).is_ok() {
-                            inspects.lock().unwrap().entry(id).or_insert_with(SystemTime::now);
-                        }
-                    });
+                    for request in [Request::Network, Request::Summary, Request::Inspect] {
+                        let (client, asked, id, network) =
+                            (client.clone(), asked.clone(), id.clone(), event.actor.id.clone());
+                        std::thread::spawn(move || {
+                            let addressed =
+                                match request {
+                                    Request::Network => client.network(&network).ok().map(|n| {
+                                        n.containers
+                                            .get(&id)
+                                            .is_some_and(|e| !e.ipv4_address.is_empty() || !e.ipv6_address.is_empty())
+                                    }),
+                                    Request::Summary => client.container_summary(&id).ok().flatten().map(|c| {
+                                        c.network_settings.networks.values().any(|e| !e.ip_address.is_empty())
+                                    }),
+                                    Request::Inspect => client.inspect_container(&id).ok().map(|c| {
+                                        c.network_settings.networks.values().any(|e| !e.ip_address.is_empty())
+                                    }),
+                                };
+                            if let Some(addressed) = addressed {
+                                asked.lock().unwrap().entry((id, request)).or_insert((SystemTime::now(), addressed));
+                            }
+                        });
+                    }
                 }
                 events.lock().unwrap().push((read, event));
             }
@@ -221,7 +256,9 @@ impl Clocks {
         let id = create.actor.id.clone();
         let (connect_read, connect) = of("network", "connect", &id)?;
         let (start_read, _) = of("container", "start", &id)?;
-        let inspect_answered = *self.inspects.lock().unwrap().get(&id)?;
+        let answer = |request| self.asked.lock().unwrap().get(&(id.clone(), request)).copied();
+        let (network_answered, summary_answered) = (answer(Request::Network)?, answer(Request::Summary)?);
+        let inspect_answered = answer(Request::Inspect)?;
         let (book_complete, addresses) = self.complete.lock().unwrap().get(name).cloned()?;
         let address = *addresses.iter().find(|a| a.is_ipv4() == target.is_ipv4())?;
         let packets = self.packets.lock().unwrap();
@@ -238,6 +275,8 @@ impl Clocks {
             address,
             first_packet: *first_packet,
             start_read: *start_read,
+            network_answered,
+            summary_answered,
             inspect_answered,
         })
     }
@@ -348,15 +387,17 @@ fn early_timeline_distribution() {
 
 /// min / median / p99 / max of each interval, per case, in ms.
 fn table(results: &[(&str, Vec<Run>)]) -> String {
-    let intervals: [Interval; 8] = [
+    let intervals: [Interval; 10] = [
         ("create emitted → connect emitted", |r| ms(r.create_emitted, r.connect_emitted)),
         ("connect emitted → book complete", |r| ms(r.connect_emitted, r.book_complete)),
         ("connect read → book complete", |r| ms(r.connect_read, r.book_complete)),
         ("book complete → first packet", |r| ms(r.book_complete, r.first_packet)),
         ("connect read → first packet", |r| ms(r.connect_read, r.first_packet)),
         ("first packet → start read", |r| ms(r.first_packet, r.start_read)),
-        ("connect read → inspect answered", |r| ms(r.connect_read, r.inspect_answered)),
-        ("first packet → inspect answered", |r| ms(r.first_packet, r.inspect_answered)),
+        ("connect read → network answered", |r| ms(r.connect_read, r.network_answered.0)),
+        ("connect read → list by id answered", |r| ms(r.connect_read, r.summary_answered.0)),
+        ("connect read → inspect answered", |r| ms(r.connect_read, r.inspect_answered.0)),
+        ("first packet → inspect answered", |r| ms(r.first_packet, r.inspect_answered.0)),
     ];
     let mut out = String::new();
     for (label, runs) in results {
@@ -373,10 +414,14 @@ fn table(results: &[(&str, Vec<Run>)]) -> String {
                 values[values.len() - 1]
             ));
         }
-        let late = runs.iter().filter(|r| r.inspect_answered > r.first_packet).count();
+        let n = runs.len();
+        let count = |f: fn(&Run) -> bool| runs.iter().filter(|r| f(r)).count();
+        let late = count(|r| r.inspect_answered.0 > r.first_packet);
+        let listed = count(|r| r.network_answered.1);
+        let bare = count(|r| !r.summary_answered.1);
         out.push_str(&format!(
-            "  an inspect at the connect answered after the first packet in {late} of {} runs\n",
-            runs.len()
+            "  at the connect: the network listed the address in {listed} of {n} runs, the list by id had none \
+             in {bare}; an inspect answered after the first packet in {late}\n"
         ));
     }
     out

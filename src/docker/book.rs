@@ -18,7 +18,7 @@ use super::model::{linux_bridge, Compose, Container, Event, Network, STARTING};
 /// An address that churns faster than the retention keeps at most this many intervals.
 const MAX_HISTORY: usize = 64;
 /// Created and stopped containers whose labels the book keeps for their (re)start; beyond this
-/// the longest kept is forgotten, and its start costs one more request.
+/// the one kept longest is forgotten, and its start costs one more request.
 const MAX_DORMANT: usize = 1024;
 
 /// A container on one network, as a log line names it.
@@ -305,9 +305,12 @@ impl AddressBook {
     /// A container as dockerd describes it now (inspected or listed after an event at `at`):
     /// its addresses are held by it from `at` on, and those it no longer has are released at
     /// `at`. An address still held by another container passes to this one at `at`.
-    pub fn learn_container(&mut self, container: Container, at: SystemTime) {
+    pub fn learn_container(&mut self, mut container: Container, at: SystemTime) {
         if container.has_exited() {
             self.container_gone(&container.id, at);
+            // Kept as dockerd says it is now (renamed while stopped, say) for its restart.
+            container.networks.clear();
+            self.keep_dormant(container);
             return;
         }
         let want = self.identities(&container);
@@ -1065,6 +1068,26 @@ mod tests {
         );
         book.learn_container(container("ddd", "fourth", "172.18.0.3", None), t(40));
         assert!(book.container("ccc").is_none() && book.dormant.contains_key("ccc"));
+    }
+
+    #[test]
+    fn a_container_renamed_while_stopped_restarts_under_its_new_name() {
+        let mut book = loaded(vec![container("aaa", "old", "172.18.0.2", None)]);
+        book.container_gone("aaa", t(10));
+        // `docker rename old new` while stopped: its rename event's inspect.
+        let stopped = Container { state: "exited".into(), ..container("aaa", "new", "172.18.0.2", None) };
+        book.learn_container(stopped, t(11));
+        assert_eq!(book.containers().count(), 0);
+        let endpoint = super::super::model::NetworkEndpoint {
+            name: "new".into(),
+            ipv4_address: "172.18.0.2/16".into(),
+            ..Default::default()
+        };
+        let egnet = Network { containers: [("aaa".to_string(), endpoint)].into(), ..egnet() };
+        assert_eq!(book.learn_endpoint(egnet, "aaa", t(20)), []);
+        let restarted = book.container("aaa").unwrap();
+        assert_eq!((restarted.name.as_str(), restarted.state.as_str()), ("new", STARTING));
+        assert!(book.network(EGNET).unwrap().containers.is_empty(), "endpoints are not kept");
     }
 
     #[test]

@@ -9,6 +9,10 @@ use ipnet::IpNet;
 
 use crate::backend::Target;
 use crate::net::Limit;
+use std::net::SocketAddr;
+
+use crate::dns::forwarder::RefuseWith;
+use crate::dns::names::AllowDomain;
 use crate::policy::{self, Allow, Iface, LogTo, PolicySpec, Refusal, Sourced, ValueError};
 
 #[derive(Debug, Parser)]
@@ -126,6 +130,35 @@ pub struct PolicyArgs {
     #[arg(long = "allow", value_name = "DEST", value_parser = allow)]
     pub allow: Vec<Allow>,
 
+    /// Let containers reach this name's addresses: NAME, *.NAME (every subdomain) or
+    /// NAME:PORT/PROTO (repeatable), e.g. pypi.org, *.githubusercontent.com:443/tcp. watch
+    /// answers containers' DNS, adds an allowed name's addresses to the guard's sets with the
+    /// answer's TTL and releases the answer only then; other names get NXDOMAIN
+    #[arg(long = "allow-domain", value_name = "NAME", value_parser = allow_domain)]
+    pub allow_domains: Vec<AllowDomain>,
+
+    /// Where allowed queries go: ADDR or ADDR:PORT (repeatable; default: the nameservers of
+    /// /etc/resolv.conf)
+    #[arg(long = "dns-upstream", value_name = "ADDR", value_parser = upstream)]
+    pub dns_upstreams: Vec<SocketAddr>,
+
+    /// An allowed name's addresses stay open at least this long after a lookup (default 60)
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub dns_min_ttl: Option<u32>,
+
+    /// ...and at most this long, whatever the TTL (default 86400)
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub dns_max_ttl: Option<u32>,
+
+    /// How names that are not allowed are answered
+    #[arg(long, value_name = "HOW", value_enum)]
+    pub dns_refuse_with: Option<RefuseWith>,
+
+    /// The port watch's DNS forwarder listens on, where containers' DNS is redirected
+    /// (default 53053)
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub dns_port: Option<u16>,
+
     /// How refused connections are answered
     #[arg(long, value_name = "HOW", value_enum)]
     pub reject_with: Option<Refusal>,
@@ -153,6 +186,11 @@ pub struct PolicyArgs {
     /// destinations); kept in our own table, so not with --target docker-user
     #[arg(long)]
     pub block_host: bool,
+
+    /// The packet mark bit our table sets on what an allow-list lets out, for the refusing
+    /// rules to skip (default 0x1000000); pick one no other program on the host uses
+    #[arg(long, value_name = "BIT", value_parser = mark_bit)]
+    pub mark_bit: Option<u32>,
 
     /// Read settings from this TOML file (default /etc/egress-guard/config.toml when present);
     /// flags override it key by key
@@ -225,6 +263,8 @@ pub struct StatusArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub netns: NetnsArg,
+    #[command(flatten)]
+    pub docker: DockerHostArg,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +273,8 @@ pub struct CheckArgs {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub netns: NetnsArg,
+    #[command(flatten)]
+    pub docker: DockerHostArg,
 }
 
 #[derive(Debug, Args)]
@@ -250,8 +292,8 @@ pub struct WatchArgs {
 
 #[derive(Debug, Args)]
 pub struct DockerHostArg {
-    /// dockerd's API socket, to name containers in the log: unix:///PATH or /PATH (default
-    /// $DOCKER_HOST, else /var/run/docker.sock)
+    /// dockerd's API socket, for container names and labels: unix:///PATH or /PATH (default
+    /// $DOCKER_HOST, else /var/run/docker.sock; with --netns only these two)
     #[arg(long, value_name = "SOCKET", value_parser = docker_host)]
     pub docker_host: Option<String>,
 }
@@ -300,6 +342,18 @@ fn allow(s: &str) -> Result<Allow, ValueError> {
 fn prefix(s: &str) -> Result<String, ValueError> {
     policy::parse_prefix(s)
 }
+fn allow_domain(s: &str) -> Result<AllowDomain, ValueError> {
+    policy::parse_allow_domain(s)
+}
+fn upstream(s: &str) -> Result<SocketAddr, ValueError> {
+    policy::parse_upstream(s)
+}
+fn seconds(s: &str) -> Result<u32, ValueError> {
+    policy::parse_seconds(s)
+}
+fn mark_bit(s: &str) -> Result<u32, ValueError> {
+    policy::parse_mark_bit(s)
+}
 fn rate(s: &str) -> Result<Limit, ValueError> {
     policy::parse_rate(s)
 }
@@ -329,6 +383,14 @@ impl PolicyArgs {
             log_to: self.log_to,
             nflog_group: self.nflog_group,
             block_host: self.block_host.then_some(true),
+            mark_bit: self.mark_bit,
+            grants: None,
+            allow_domains: list("--allow-domain", &self.allow_domains),
+            dns_upstreams: (!self.dns_upstreams.is_empty()).then(|| self.dns_upstreams.clone()),
+            dns_min_ttl: self.dns_min_ttl,
+            dns_max_ttl: self.dns_max_ttl,
+            dns_refuse_with: self.dns_refuse_with,
+            dns_port: self.dns_port,
         }
     }
 }

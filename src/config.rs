@@ -3,6 +3,7 @@
 //! and bad values are errors naming the file, the line and the column; `parse` is pure, `load`
 //! reads the file.
 
+use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::ops::Range;
 
@@ -11,6 +12,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::backend::Target;
+use crate::dns::forwarder::RefuseWith;
+use crate::grants::{Egress, Grant, Grants};
 use crate::policy::{self, LogTo, Origin, PolicyError, PolicySpec, Refusal, Sourced, ValueError};
 
 /// Where the config is read from when `--config` is not given (if it exists).
@@ -55,7 +58,25 @@ struct File {
     log_to: Option<LogTo>,
     nflog_group: Option<u16>,
     block_host: Option<bool>,
+    mark_bit: Option<Spanned<String>>,
+    allow_domain: Option<Vec<Spanned<String>>>,
+    dns_upstream: Option<Vec<Spanned<String>>>,
+    dns_min_ttl: Option<u32>,
+    dns_max_ttl: Option<u32>,
+    dns_refuse_with: Option<RefuseWith>,
+    dns_port: Option<u16>,
     target: Option<Target>,
+    container: Option<BTreeMap<String, GrantTable>>,
+    network: Option<BTreeMap<String, GrantTable>>,
+    service: Option<BTreeMap<String, GrantTable>>,
+}
+
+/// `[container.NAME]`, `[network.NAME]`, `[service.NAME]`: what it may reach besides `allow`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantTable {
+    allow: Option<Vec<Spanned<String>>>,
+    egress: Option<Egress>,
 }
 
 /// `log = true`, `log = false` or `log = "prefix"`.
@@ -126,6 +147,18 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         None => None,
         Some(rate) => Some(ctx.check("log_rate", rate, policy::parse_rate)?.value),
     };
+    let mark_bit = match file.mark_bit {
+        None => None,
+        Some(bit) => Some(ctx.check("mark_bit", bit, policy::parse_mark_bit)?.value),
+    };
+    let tables = [file.container, file.network, file.service];
+    let grants = match tables.iter().all(Option::is_none) {
+        true => None,
+        false => {
+            let [containers, networks, services] = tables.map(|t| ctx.grants(t.unwrap_or_default()));
+            Some(Grants { containers: containers?, networks: networks?, services: services? })
+        }
+    };
     let policy = PolicySpec {
         ifaces: ctx.list("iface", file.iface, policy::parse_iface)?,
         subnets: ctx.list("subnet", file.subnet, policy::parse_subnet)?,
@@ -136,6 +169,16 @@ pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         log_to: file.log_to,
         nflog_group: file.nflog_group,
         block_host: file.block_host,
+        mark_bit,
+        grants,
+        allow_domains: ctx.list("allow_domain", file.allow_domain, policy::parse_allow_domain)?,
+        dns_upstreams: ctx
+            .list("dns_upstream", file.dns_upstream, policy::parse_upstream)?
+            .map(|l| l.into_iter().map(|u| u.value).collect()),
+        dns_min_ttl: file.dns_min_ttl,
+        dns_max_ttl: file.dns_max_ttl,
+        dns_refuse_with: file.dns_refuse_with,
+        dns_port: file.dns_port,
     };
     Ok(Config { policy, target: file.target })
 }
@@ -174,6 +217,19 @@ impl Ctx<'_> {
         parse: fn(&str) -> Result<T, ValueError>,
     ) -> Result<Option<Vec<Sourced<T>>>, PolicyError> {
         items.map(|items| items.into_iter().map(|item| self.check(key, item, parse)).collect()).transpose()
+    }
+
+    /// One kind of `[KIND.NAME]` table.
+    fn grants(&self, tables: BTreeMap<String, GrantTable>) -> Result<BTreeMap<String, Grant>, PolicyError> {
+        tables
+            .into_iter()
+            .map(|(name, t)| {
+                let allow = self.list("allow", t.allow, policy::parse_allow)?.unwrap_or_default();
+                let grant =
+                    Grant { allow: allow.into_iter().map(|a| a.value).collect(), open: t.egress == Some(Egress::Open) };
+                Ok((name, grant))
+            })
+            .collect()
     }
 }
 

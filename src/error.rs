@@ -61,6 +61,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A thread of ours could not start (the system is out of threads or memory).
+    #[error("cannot start the {0} thread")]
+    Thread(&'static str, #[source] std::io::Error),
     /// Other writers kept committing between our read and our batch.
     #[error("gave up after {0} attempts: another program kept changing the ruleset; run the command again")]
     GaveUp(u32),
@@ -83,7 +86,7 @@ impl Error {
             Error::Trail(TrailError::File(RotateError::Open { .. })) | Error::Docker(_) | Error::Read { .. } => {
                 ExitCode::Usage
             }
-            Error::Trail(_) => ExitCode::Kernel,
+            Error::Trail(_) | Error::Thread(..) => ExitCode::Kernel,
             Error::Service(e) => e.exit_code(),
         }
     }

@@ -7,10 +7,14 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
+use crate::dns::forwarder::RefuseWith;
+use crate::dns::grant::Lifetimes;
+use crate::dns::names::AllowDomain;
+use crate::grants::{Grants, Live};
 use crate::net::{Family, Limit, Proto};
 
 /// The bridges Docker creates: the default bridge and every user-defined network.
@@ -32,6 +36,10 @@ pub const NFLOG_USER_PREFIX_MAX: usize = NFLOG_PREFIX_MAX - 1 - crate::audit::ta
 /// The NFLOG group `--log` writes to unless `--nflog-group` says otherwise: far from the 0–2
 /// that ulogd's and suricata's examples use, so the guard's attempts do not land in their logs.
 pub const DEFAULT_NFLOG_GROUP: u16 = 4711;
+/// The bit of the packet mark our table sets on packets an allow-list lets out (`--mark-bit`),
+/// for the DOCKER-USER rules and watch's shield to let them pass. Clear of the bits
+/// Kubernetes (0x4000, 0x8000), Tailscale (0xff0000), Podman (0x2000) and WireGuard use.
+pub const DEFAULT_MARK_BIT: u32 = 0x0100_0000;
 
 /// How blocked packets are answered (`--reject-with`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum, serde::Deserialize)]
@@ -137,6 +145,39 @@ pub struct Logging {
     pub rate: Limit,
 }
 
+/// The DNS forwarder's settings; off while `domains` is empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    pub domains: Vec<AllowDomain>,
+    /// Where allowed queries go; empty: the host's /etc/resolv.conf.
+    pub upstreams: Vec<SocketAddr>,
+    pub lifetimes: Lifetimes,
+    pub refuse_with: RefuseWith,
+    /// The port the forwarder listens on, where the nat rule redirects containers' port 53.
+    pub port: u16,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns {
+            domains: Vec::new(),
+            upstreams: Vec::new(),
+            lifetimes: Lifetimes::default(),
+            refuse_with: RefuseWith::default(),
+            port: DEFAULT_DNS_PORT,
+        }
+    }
+}
+
+impl Dns {
+    pub fn is_on(&self) -> bool {
+        !self.domains.is_empty()
+    }
+}
+
+/// The forwarder's port: high, unassigned, and not mDNS's 5353.
+pub const DEFAULT_DNS_PORT: u16 = 53053;
+
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -150,6 +191,19 @@ pub struct Policy {
     /// Also refuse new connections from the containers to the host itself (INPUT), except to
     /// allowed destinations. Lives in our own table, whatever guards FORWARD.
     pub block_host: bool,
+    /// The packet mark bit that says "an allow-list lets this out".
+    pub mark_bit: u32,
+    /// Allowances per container, network and compose service from the config file.
+    pub grants: Grants,
+    /// Whether the guard keeps per-container and per-network allowances (labels, the config's
+    /// tables): true where egress-guard can reach Docker's API. Not from the user's words but
+    /// from the host, so `apply` and `watch` agree on what the table holds.
+    pub per_source: bool,
+    /// Names containers may reach (`--allow-domain`), through watch's DNS forwarder.
+    pub dns: Dns,
+    /// What Docker runs now, for the per-source sets, when the caller follows Docker (`watch`,
+    /// `status`): those sets are made to hold exactly this. `None`: they are left as they are.
+    pub live: Option<std::sync::Arc<Live>>,
 }
 
 impl Default for Policy {
@@ -161,6 +215,11 @@ impl Default for Policy {
             refusal: Refusal::PortUnreachable,
             log: None,
             block_host: false,
+            mark_bit: DEFAULT_MARK_BIT,
+            grants: Grants::default(),
+            per_source: false,
+            dns: Dns::default(),
+            live: None,
         }
     }
 }
@@ -179,6 +238,12 @@ impl Policy {
     /// Whether any rule guards this family (a subnet-only policy guards only its families).
     pub fn guards(&self, family: Family) -> bool {
         !self.ifaces.is_empty() || !self.subnets_of(family).is_empty()
+    }
+
+    /// Whether anything may get out past the refusal: then our table marks what an allow-list
+    /// lets out, and the refusing rules skip marked packets.
+    pub fn marks(&self) -> bool {
+        !self.allow.is_empty() || self.per_source || self.dns.is_on()
     }
 }
 
@@ -263,6 +328,14 @@ pub enum ValueError {
     EmptyPrefix,
     #[error("the prefix holds control characters")]
     PrefixControl,
+    #[error(transparent)]
+    Domain(#[from] crate::dns::names::NameError),
+    #[error("not an upstream address: ADDR, ADDR:PORT or [IPv6]:PORT (e.g. 198.51.100.53, [2001:db8::53]:53)")]
+    BadUpstream,
+    #[error("a number of seconds from 0 to 604800 (a week)")]
+    BadSeconds,
+    #[error("expected one bit of the packet mark in hex, such as 0x1000000 (bits already used by other programs on this host must be avoided)")]
+    BadMarkBit,
 }
 
 /// A policy that cannot work; nothing was changed.
@@ -277,6 +350,10 @@ pub enum PolicyError {
     Twice(String),
     #[error("{shown}: an {family} destination, but no {family} --subnet is guarded", family = family.word())]
     AllowFamily { shown: String, family: Family },
+    #[error("--dns-upstream, --dns-min-ttl, --dns-max-ttl, --dns-refuse-with and --dns-port are for --allow-domain: add a name, or drop them")]
+    DnsWithoutDomain,
+    #[error("--dns-min-ttl is longer than --dns-max-ttl: swap them")]
+    TtlOrder,
     #[error("--log-rate needs --log or --nflog-group: add one, or drop --log-rate")]
     RateWithoutLog,
     #[error("--log-to needs --log: add it, or drop --log-to")]
@@ -308,6 +385,15 @@ pub struct PolicySpec {
     pub log_to: Option<LogTo>,
     pub nflog_group: Option<u16>,
     pub block_host: Option<bool>,
+    pub mark_bit: Option<u32>,
+    /// Only from the config file: tables have no flags.
+    pub grants: Option<Grants>,
+    pub allow_domains: Option<Vec<Sourced<AllowDomain>>>,
+    pub dns_upstreams: Option<Vec<SocketAddr>>,
+    pub dns_min_ttl: Option<u32>,
+    pub dns_max_ttl: Option<u32>,
+    pub dns_refuse_with: Option<RefuseWith>,
+    pub dns_port: Option<u16>,
 }
 
 impl PolicySpec {
@@ -323,6 +409,14 @@ impl PolicySpec {
             log_to: self.log_to.or(base.log_to),
             nflog_group: self.nflog_group.or(base.nflog_group),
             block_host: self.block_host.or(base.block_host),
+            mark_bit: self.mark_bit.or(base.mark_bit),
+            grants: self.grants.or(base.grants),
+            allow_domains: self.allow_domains.or(base.allow_domains),
+            dns_upstreams: self.dns_upstreams.or(base.dns_upstreams),
+            dns_min_ttl: self.dns_min_ttl.or(base.dns_min_ttl),
+            dns_max_ttl: self.dns_max_ttl.or(base.dns_max_ttl),
+            dns_refuse_with: self.dns_refuse_with.or(base.dns_refuse_with),
+            dns_port: self.dns_port.or(base.dns_port),
         }
     }
 
@@ -353,6 +447,41 @@ impl PolicySpec {
             refusal: self.refusal.unwrap_or_default(),
             log: self.logging()?,
             block_host: self.block_host.unwrap_or(false),
+            mark_bit: self.mark_bit.unwrap_or(DEFAULT_MARK_BIT),
+            grants: self.grants.clone().unwrap_or_default(),
+            per_source: false,
+            dns: self.dns()?,
+            live: None,
+        })
+    }
+
+    /// `--allow-domain` and the forwarder's settings; those settings without a name to allow
+    /// are a mistake, said as such.
+    fn dns(&self) -> Result<Dns, PolicyError> {
+        let domains = self.allow_domains.clone().unwrap_or_default();
+        no_duplicates(&domains)?;
+        let settings = [
+            self.dns_upstreams.is_some(),
+            self.dns_min_ttl.is_some(),
+            self.dns_max_ttl.is_some(),
+            self.dns_refuse_with.is_some(),
+            self.dns_port.is_some(),
+        ];
+        if domains.is_empty() && settings.contains(&true) {
+            return Err(PolicyError::DnsWithoutDomain);
+        }
+        let defaults = Lifetimes::default();
+        let min = self.dns_min_ttl.map_or(defaults.min, |s| std::time::Duration::from_secs(s.into()));
+        let max = self.dns_max_ttl.map_or(defaults.max, |s| std::time::Duration::from_secs(s.into()));
+        if min > max {
+            return Err(PolicyError::TtlOrder);
+        }
+        Ok(Dns {
+            domains: domains.into_iter().map(|d| d.value).collect(),
+            upstreams: self.dns_upstreams.clone().unwrap_or_default(),
+            lifetimes: Lifetimes { min, max },
+            refuse_with: self.dns_refuse_with.unwrap_or_default(),
+            port: self.dns_port.unwrap_or(DEFAULT_DNS_PORT),
         })
     }
 
@@ -530,9 +659,46 @@ pub fn parse_prefix(p: &str) -> Result<String, ValueError> {
     Ok(p.to_string())
 }
 
+/// `--allow-domain NAME[:PORT/PROTO]`.
+pub fn parse_allow_domain(s: &str) -> Result<AllowDomain, ValueError> {
+    Ok(crate::dns::names::parse_allow_domain(s)?)
+}
+
+/// `--dns-upstream ADDR[:PORT]`.
+pub fn parse_upstream(s: &str) -> Result<SocketAddr, ValueError> {
+    crate::dns::upstream::parse_upstream(s).map_err(|_| ValueError::BadUpstream)
+}
+
+/// `--dns-min-ttl` / `--dns-max-ttl`: whole seconds, at most a week.
+pub fn parse_seconds(s: &str) -> Result<u32, ValueError> {
+    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    match s.parse::<u32>() {
+        Ok(n) if canonical && n <= 604_800 => Ok(n),
+        _ => Err(ValueError::BadSeconds),
+    }
+}
+
+/// `0x1000000`: exactly one bit, in hex (as `iptables -S` prints marks).
+pub fn parse_mark_bit(s: &str) -> Result<u32, ValueError> {
+    let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).ok_or(ValueError::BadMarkBit)?;
+    match u32::from_str_radix(hex, 16) {
+        Ok(bit) if bit.is_power_of_two() && !hex.starts_with('+') => Ok(bit),
+        _ => Err(ValueError::BadMarkBit),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mark_bit_is_one_hex_bit() {
+        assert_eq!(parse_mark_bit("0x1000000"), Ok(0x0100_0000));
+        assert_eq!(parse_mark_bit("0X1"), Ok(1));
+        for bad in ["16777216", "0x3", "0x0", "0x", "0x+1", "0x100000000", "1000000"] {
+            assert_eq!(parse_mark_bit(bad), Err(ValueError::BadMarkBit), "{bad}");
+        }
+    }
 
     fn flags<T>(flag: &'static str, values: Vec<T>) -> Option<Vec<Sourced<T>>> {
         Some(values.into_iter().map(|v| Sourced::flag(flag, v)).collect())

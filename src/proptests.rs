@@ -952,15 +952,16 @@ fn arb_ipt_rule(family: Family) -> impl Strategy<Value = IptRule> {
             Just(COMMENT.to_string()),
             r"[^\x00]{0,60}".prop_filter("fits", |c: &String| c.len() <= xt::Comment::MAX_LEN)
         ]),
-        arb_action(),
+        (arb_action(), prop::option::of(any::<u8>().prop_map(|b| 1u32 << (b % 32)))),
     )
-        .prop_map(|((in_iface, out_iface), proto, (src, dst), ctstate, limit, comment, action)| IptRule {
+        .prop_map(|((in_iface, out_iface), proto, (src, dst), ctstate, limit, comment, (action, mark))| IptRule {
             in_iface,
             out_iface,
             proto: proto.map(|(p, _)| p),
             src,
             dst,
             dport: proto.and_then(|(_, port)| port),
+            mark,
             ctstate,
             limit,
             comment,

@@ -20,6 +20,51 @@ pub struct Report {
     pub leftovers: Vec<PlaceReport>,
     /// A change made with `--confirm` that awaits confirmation.
     pub pending: Option<PendingStatus>,
+    /// The running containers and what each may reach (`status`, `check`).
+    pub docker: Option<DockerReport>,
+}
+
+/// The containers Docker runs and their effective allowances, or why Docker was not read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DockerReport {
+    /// `/var/run/docker.sock`, or why it was not read.
+    pub source: String,
+    pub containers: Vec<crate::grants::ContainerView>,
+    /// Malformed labels: the container or network gets nothing from them.
+    pub problems: Vec<String>,
+    #[serde(skip)]
+    pub live: Option<std::sync::Arc<crate::grants::Live>>,
+}
+
+impl DockerReport {
+    pub fn seen(endpoint: &crate::docker::Endpoint, live: crate::grants::Live) -> DockerReport {
+        DockerReport {
+            source: endpoint.socket.display().to_string(),
+            containers: live.containers.clone(),
+            problems: live.problems.clone(),
+            live: Some(std::sync::Arc::new(live)),
+        }
+    }
+
+    pub fn not_consulted(why: &str) -> DockerReport {
+        DockerReport { source: why.to_string(), containers: Vec::new(), problems: Vec::new(), live: None }
+    }
+
+    fn text(&self, s: &mut String) {
+        if self.live.is_none() {
+            let _ = writeln!(s, "\ncontainers: not known ({})", self.source);
+            return;
+        }
+        let _ = writeln!(s, "\ncontainers (from {}): {} running", self.source, self.containers.len());
+        for c in &self.containers {
+            let addrs: Vec<String> = c.addresses.iter().map(ToString::to_string).collect();
+            let from = if c.from.is_empty() { String::new() } else { format!(" ({})", c.from.join(", ")) };
+            let _ = writeln!(s, "  {} ({}) {}: {}{from}", c.name, c.id, addrs.join(" "), c.egress);
+        }
+        for p in &self.problems {
+            let _ = writeln!(s, "  PROBLEM: {p}");
+        }
+    }
 }
 
 /// A change awaiting confirmation, as `status` shows it.
@@ -67,6 +112,7 @@ struct Json<'a> {
     places: &'a [PlaceReport],
     leftovers: &'a [PlaceReport],
     pending: &'a Option<PendingStatus>,
+    docker: &'a Option<DockerReport>,
 }
 
 impl Report {
@@ -111,6 +157,9 @@ impl Report {
         for p in &self.leftovers {
             place_text(&mut s, p, " (no longer used: the next apply removes these)");
         }
+        if let Some(d) = &self.docker {
+            d.text(&mut s);
+        }
         if let Some(p) = &self.pending {
             let _ = writeln!(s, "\n{}", p.line());
         }
@@ -125,6 +174,7 @@ impl Report {
             places: &self.places,
             leftovers: &self.leftovers,
             pending: &self.pending,
+            docker: &self.docker,
         };
         // Plain data (strings, numbers, bools): serialising it cannot fail.
         serde_json::to_string(&json).unwrap_or_default()
@@ -176,7 +226,14 @@ mod tests {
     }
 
     fn report(places: Vec<PlaceReport>) -> Report {
-        Report { target: Target::DockerUser, why: vec!["test".into()], places, leftovers: vec![], pending: None }
+        Report {
+            target: Target::DockerUser,
+            why: vec!["test".into()],
+            places,
+            leftovers: vec![],
+            pending: None,
+            docker: None,
+        }
     }
 
     #[test]

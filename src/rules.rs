@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use crate::audit::tag;
 use crate::net::Family;
-use crate::policy::{Allow, Iface, LogSink, Logging, Policy, Refusal};
+use crate::policy::{Iface, LogSink, Logging, Policy, Refusal};
 
 /// The comment that marks everything of ours.
 pub const COMMENT: &str = "egress-guard";
@@ -51,8 +51,10 @@ pub enum Step {
     /// with br_netfilter) from routed ones, multicast such as IPv6 neighbour discovery is never
     /// routed out, and blocking it breaks IPv6 between containers.
     PassMulticast,
-    /// These destinations pass (both families' entries: a backend takes its family's).
-    Allow(Vec<Allow>),
+    /// Packets our table marked (an allow-list lets them out: `--allow`, a container's or a
+    /// network's labels) pass. The lists themselves live in sets, whatever their length, so
+    /// this is one rule per selector.
+    Marked { bit: u32 },
     /// New connections are logged, rate-limited. An NFLOG prefix says what the refusal that
     /// follows does (`audit::tag`), so `egress-guard log` can tell.
     Log(Logging),
@@ -95,8 +97,8 @@ fn steps(policy: &Policy, multicast: bool) -> Vec<Step> {
     if multicast {
         steps.push(Step::PassMulticast);
     }
-    if !policy.allow.is_empty() {
-        steps.push(Step::Allow(policy.allow.clone()));
+    if policy.marks() {
+        steps.push(Step::Marked { bit: policy.mark_bit });
     }
     if let Some(log) = &policy.log {
         let sink = match &log.sink {

@@ -107,6 +107,7 @@ pub fn apply(
     extra: &[Box<dyn Backend>],
 ) -> Result<Outcome, Error> {
     let ((why, steps), committed) = transact(nl, dry_run, |nl, batch| {
+        let policy = &with_per_source(nl, policy)?;
         let choice = detect::choose(nl, target, policy)?;
         let mut steps = Vec::new();
         for backend in choice.backends.iter().chain(extra) {
@@ -116,6 +117,16 @@ pub fn apply(
         Ok((choice.why, steps))
     })?;
     Ok(Outcome { target, why, steps, committed })
+}
+
+/// The policy with `per_source` decided: the guard keeps per-container and per-network sets
+/// once anything asked for them (the config's tables, a labelled container `watch` saw), and
+/// keeps them while they exist, so `apply` beside a running `watch` never takes away what
+/// watch keeps, and a container coming or going changes elements, never the rules.
+fn with_per_source(nl: &mut Netlink, policy: &Policy) -> Result<Policy, Error> {
+    let asked = !policy.grants.is_empty() || policy.live.as_ref().is_some_and(|l| !l.sources.is_empty());
+    let per_source = policy.per_source || asked || OwnTable::guard(Vec::new()).keeps_docker_sets(nl)?;
+    Ok(Policy { per_source, ..policy.clone() })
 }
 
 /// Our rules out of places no longer used; a table by our name that is not ours is left alone.
@@ -147,6 +158,7 @@ pub fn remove(nl: &mut Netlink, target: Option<Target>) -> Result<(Vec<Step>, bo
 /// it does not use are reported when they still hold something of ours.
 pub fn report(nl: &mut Netlink, policy: &Policy, target: Target) -> Result<Report, Error> {
     read_consistent(nl, |nl| {
+        let policy = &with_per_source(nl, policy)?;
         let Choice { target, backends, unused, why } = detect::choose(nl, target, policy)?;
         let mut places: Vec<PlaceReport> = Vec::new();
         for backend in &backends {
@@ -162,7 +174,7 @@ pub fn report(nl: &mut Netlink, policy: &Policy, target: Target) -> Result<Repor
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Report { target, why, places, leftovers, pending: None })
+        Ok(Report { target, why, places, leftovers, pending: None, docker: None })
     })
 }
 

@@ -26,20 +26,20 @@ use crate::harness::{self, *};
 /// The forwarder's port in the host namespace; the nat rules send containers' port 53 here.
 const FORWARDER_PORT: u16 = 5353;
 /// dnsmasq's addresses in the internet namespace (port 53).
-const DNS_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
-const DNS_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53);
+pub(crate) const DNS_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
+pub(crate) const DNS_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x53);
 /// The line-echo port every internet address of these tests serves.
-const ECHO_PORT: u16 = 81;
+pub(crate) const ECHO_PORT: u16 = 81;
 /// pypi.test (allowed) and evil.test (not allowed) resolve here.
-const PYPI_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 80);
-const PYPI_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x80);
-const EVIL_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 66);
+pub(crate) const PYPI_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 80);
+pub(crate) const PYPI_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x80);
+pub(crate) const EVIL_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 66);
 /// cdn.example.test, which files.pypi.test CNAMEs to.
-const CDN_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 81);
+pub(crate) const CDN_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 81);
 /// short.test, TTL 1.
-const SHORT_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 82);
+pub(crate) const SHORT_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 82);
 /// race-N.test resolves to 2001:db8::1:N, all local to the internet namespace by one route.
-const RACE_NAMES: u16 = 500;
+pub(crate) const RACE_NAMES: u16 = 500;
 const TEST_TABLE: &str = "eg_dns_test";
 
 /// The emulated Docker host plus dnsmasq, a line echo, the test table and the forwarder.
@@ -131,13 +131,13 @@ fn test_table(sets: &GrantSets) -> String {
 // ---- dnsmasq ----
 
 /// dnsmasq in the foreground in a namespace, its query log in a temp file; killed on drop.
-struct Dnsmasq {
+pub(crate) struct Dnsmasq {
     child: Child,
     dir: PathBuf,
 }
 
 impl Dnsmasq {
-    fn start(ns: &Netns) -> Dnsmasq {
+    pub(crate) fn start(ns: &Netns) -> Dnsmasq {
         let dir = std::env::temp_dir().join(format!("eg-dnsmasq-{}", ns.name()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut hosts: String = (1..=RACE_NAMES).map(|i| format!("{} race-{i}.test\n", race_addr(i))).collect();
@@ -185,7 +185,7 @@ impl Dnsmasq {
     }
 
     /// Every query dnsmasq has logged so far.
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("queries.log")).unwrap_or_default()
     }
 }
@@ -205,7 +205,7 @@ fn big_addr(i: u16) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 1, 0xf000 + i)
 }
 
-fn race_addr(i: u16) -> Ipv6Addr {
+pub(crate) fn race_addr(i: u16) -> Ipv6Addr {
     Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 1, i)
 }
 
@@ -214,13 +214,13 @@ fn race_addr(i: u16) -> Ipv6Addr {
 /// TCP line echo on port 81 of every address of a namespace (a dual-stack socket on `::`,
 /// which also takes the AnyIP range): echoes each line until the client closes, so one
 /// connection can be kept open across a grant's expiry.
-struct LineEcho {
+pub(crate) struct LineEcho {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl LineEcho {
-    fn start(ns: &Netns) -> LineEcho {
+    pub(crate) fn start(ns: &Netns) -> LineEcho {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let listener = ns.enter(|| TcpListener::bind((Ipv6Addr::UNSPECIFIED, ECHO_PORT))).expect("bind [::]:81");
@@ -264,10 +264,10 @@ impl Drop for LineEcho {
 // ---- a client inside a container ----
 
 /// The rcode and the addresses of an answer.
-type Looked = (ResponseCode, Vec<IpAddr>);
+pub(crate) type Looked = (ResponseCode, Vec<IpAddr>);
 
 /// One query from the calling thread's namespace, over UDP or TCP, with a 2 s timeout.
-fn lookup_here(server: SocketAddr, name: &str, qtype: RecordType, tcp: bool) -> Result<Looked, String> {
+pub(crate) fn lookup_here(server: SocketAddr, name: &str, qtype: RecordType, tcp: bool) -> Result<Looked, String> {
     let id = (std::process::id() as u16) ^ (Instant::now().elapsed().subsec_nanos() as u16) ^ 0x5a5a;
     let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
     msg.metadata.recursion_desired = true;
@@ -312,17 +312,17 @@ fn lookup_here(server: SocketAddr, name: &str, qtype: RecordType, tcp: bool) -> 
     Ok((answer.metadata.response_code, addrs))
 }
 
-fn lookup(ns: &Netns, server: IpAddr, name: &str, qtype: RecordType, tcp: bool) -> Looked {
+pub(crate) fn lookup(ns: &Netns, server: IpAddr, name: &str, qtype: RecordType, tcp: bool) -> Looked {
     let server = SocketAddr::new(server, 53);
     ns.enter(|| lookup_here(server, name, qtype, tcp))
         .unwrap_or_else(|e| panic!("{ns}: {name} {qtype} via {server}: {e}"))
 }
 
-fn echo_probe(to: IpAddr) -> Probe {
+pub(crate) fn echo_probe(to: IpAddr) -> Probe {
     Probe::tcp((to, ECHO_PORT)).timeout(Duration::from_millis(500))
 }
 
-fn noerror(addrs: &[IpAddr]) -> Looked {
+pub(crate) fn noerror(addrs: &[IpAddr]) -> Looked {
     (ResponseCode::NoError, addrs.to_vec())
 }
 

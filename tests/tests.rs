@@ -11,6 +11,7 @@ mod confirm;
 mod daemon;
 mod defects;
 mod dns_forwarder;
+mod dns_guard;
 mod docker_follow;
 mod guard_traffic;
 mod iptables_compat;

@@ -49,9 +49,14 @@ impl TrailError {
     }
 }
 
+/// Why names are unknown when Docker is not consulted.
+pub const NOT_CONSULTED: &str =
+    "Docker not consulted: in another namespace (--netns) only --docker-host or DOCKER_HOST says which dockerd";
+
 pub struct Trail {
     reader: NflogReader,
-    follower: Follower,
+    /// `None` when Docker is not to be consulted (see `cmd::docker_endpoint`).
+    follower: Option<Follower>,
     pipeline: Pipeline,
     /// Interface names by index: a bridge keeps its index for its whole life.
     names: HashMap<u32, String>,
@@ -62,16 +67,19 @@ pub struct Trail {
 
 impl Trail {
     /// Binds `group` in the calling thread's network namespace and starts following the
-    /// dockerd at `docker`.
+    /// dockerd at `docker`, if any.
     pub fn open(
         group: u16,
-        docker: &Endpoint,
+        docker: Option<&Endpoint>,
         format: Format,
         file: Option<RotatingFile>,
         out: LineOut,
     ) -> Result<Trail, TrailError> {
         let reader = NflogReader::open(group)?;
-        let follower = Follower::spawn(Client::new(docker), FollowOptions::default()).map_err(TrailError::Thread)?;
+        let follower = match docker {
+            Some(d) => Some(Follower::spawn(Client::new(d), FollowOptions::default()).map_err(TrailError::Thread)?),
+            None => None,
+        };
         let pipeline = Pipeline::new(Settings::default());
         Ok(Trail { reader, follower, pipeline, names: HashMap::new(), format, out, file })
     }
@@ -81,15 +89,18 @@ impl Trail {
     }
 
     pub fn docker_state(&self) -> DockerState {
-        self.follower.state()
+        match &self.follower {
+            Some(f) => f.state(),
+            None => DockerState::Unavailable(NOT_CONSULTED.into()),
+        }
     }
 
     /// Waits up to `timeout` for logged packets, takes them in, and writes what is due.
     pub fn step(&mut self, timeout: Duration) -> Result<(), TrailError> {
         let now = self.take(timeout)?;
-        let state = self.follower.state();
+        let state = self.docker_state();
         let settled = state != DockerState::Connecting;
-        let follower = &self.follower;
+        let follower = self.follower.as_ref();
         let records = self.pipeline.drain(now, settled, &mut |addr, at| who(follower, &state, addr, at));
         self.write(&records)
     }
@@ -104,8 +115,8 @@ impl Trail {
                 break;
             }
         }
-        let state = self.follower.state();
-        let follower = &self.follower;
+        let state = self.docker_state();
+        let follower = self.follower.as_ref();
         let records = self.pipeline.flush(SystemTime::now(), &mut |addr, at| who(follower, &state, addr, at));
         self.write(&records)?;
         Ok(self.pipeline.totals())
@@ -164,8 +175,8 @@ impl Trail {
 }
 
 /// Who held `addr` at `at`, or why that is not known.
-fn who(follower: &Follower, state: &DockerState, addr: std::net::IpAddr, at: SystemTime) -> Who {
-    match follower.who(addr, at) {
+fn who(follower: Option<&Follower>, state: &DockerState, addr: std::net::IpAddr, at: SystemTime) -> Who {
+    match follower.and_then(|f| f.who(addr, at)) {
         Some(identity) => Who::Container(identity),
         None if *state == DockerState::Following => {
             Who::Unnamed("no Docker container held this address at the time".to_string())

@@ -55,7 +55,8 @@ pub fn choose(nl: &mut Netlink, target: Target, policy: &Policy) -> Result<Choic
     if !rest.is_empty() {
         unused.push(Box::new(DockerUser { families: rest, in_use }));
     }
-    if !table.is_empty() || policy.block_host {
+    // The guard's table also marks what the allow-lists let out, for DOCKER-USER to let pass.
+    if !table.is_empty() || policy.block_host || policy.marks() {
         backends.push(Box::new(OwnTable::guard(table)));
     } else {
         unused.push(Box::new(OwnTable::guard(Vec::new())));

@@ -23,7 +23,7 @@ use crate::nft::socket::Netlink;
 use crate::nft::sys::{NFT_CMP_NEQ, NFT_META_L4PROTO, NF_ACCEPT};
 use crate::nft::xt::{Comment, Conntrack};
 use crate::nft::{text, NlError};
-use crate::policy::{Allow, Iface, Policy, Refusal};
+use crate::policy::{Iface, Policy, Refusal};
 use crate::rules::{self, Scope, Section, Step as RuleStep, COMMENT};
 use crate::snapshot::{self, ChainItem, PlaceSnapshot};
 
@@ -174,10 +174,7 @@ fn selector_rules(family: Family, section: &Section, subnet: Option<ipnet::IpNet
                 let dst = net.parse().ok().map(|net| AddrMatch { net, negate: false });
                 out.push(IptRule { dst, ..base(Action::Return) });
             }
-            RuleStep::Allow(list) => {
-                let mine = list.iter().filter(|a| Family::of(&a.net) == family);
-                out.extend(mine.map(|a| allow_rule(base(Action::Return), a)));
-            }
+            RuleStep::Marked { bit } => out.push(IptRule { mark: Some(*bit), ..base(Action::Return) }),
             RuleStep::Log(log) => {
                 let action = match &log.sink {
                     crate::policy::LogSink::Kernel { prefix } => Action::Log { prefix: prefix.clone() },
@@ -200,15 +197,6 @@ fn selector_rules(family: Family, section: &Section, subnet: Option<ipnet::IpNet
         }
     }
     out
-}
-
-fn allow_rule(mut rule: IptRule, a: &Allow) -> IptRule {
-    rule.dst = Some(AddrMatch { net: a.net, negate: false });
-    if let Some((port, proto)) = a.port {
-        rule.proto = Some(proto);
-        rule.dport = Some(port);
-    }
-    rule
 }
 
 /// The planned rules of one family as they go on the wire.

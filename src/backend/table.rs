@@ -26,7 +26,7 @@ use crate::policy::Policy;
 use crate::rules::COMMENT;
 use crate::snapshot::{self, ChainSnapshot, PlaceSnapshot, SetSnapshot};
 
-pub use layout::{plan, Spec, TablePlan, FORWARD, GUARD, INPUT, PRIORITY, SHIELD, TABLE};
+pub use layout::{plan, Filler, Spec, TablePlan, FORWARD, GUARD, INPUT, PRIORITY, SHIELD, TABLE};
 
 /// One of our tables; its forward chain guards `families` (with `--block-host`, its input chain
 /// guards both).
@@ -40,6 +40,18 @@ impl OwnTable {
     /// The guard table `apply` writes.
     pub fn guard(families: Vec<Family>) -> OwnTable {
         OwnTable { families, spec: GUARD }
+    }
+
+    /// Whether the table holds the sets of per-source allowances (one GETSET dump).
+    pub fn keeps_docker_sets(&self, nl: &mut Netlink) -> Result<bool, NlError> {
+        let what = format!("GETSET inet {}", self.spec.name);
+        let found = nl.get(&what, |seq| set::getset_dump(seq, NFPROTO_INET, self.spec.name))?.unwrap_or_default();
+        for reply in found {
+            if layout::is_docker_set(&NftSet::decode(&reply.reply())?.name) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// `watch`'s shield: every family, in a table only watch's socket may change.
@@ -60,13 +72,13 @@ pub struct TableState {
     pub owner: Option<u32>,
     /// Our chains that exist, with their rules in order.
     pub chains: Vec<(ChainDef, Vec<NftRule>)>,
-    /// The table's sets with their elements (sorted).
-    pub sets: Vec<(NftSet, Vec<SetElem>)>,
+    /// The table's sets, with their elements (sorted) where they were read.
+    pub sets: Vec<(NftSet, Option<Vec<SetElem>>)>,
 }
 
 impl TableState {
-    /// Reads the table: one GET for it, one per chain and a rule dump each, a set dump and an
-    /// element dump per set; never the rest of the ruleset.
+    /// Reads the table: one GET for it, one per chain and a rule dump each, and the set
+    /// definitions; never the rest of the ruleset, and no elements (see `load_elems`).
     pub fn read(nl: &mut Netlink, spec: Spec) -> Result<TableState, NlError> {
         let table = spec.name;
         let what = format!("GETTABLE inet {table}");
@@ -90,17 +102,25 @@ impl TableState {
         }
         let what = format!("GETSET inet {table}");
         for found in nl.get(&what, |seq| set::getset_dump(seq, NFPROTO_INET, table))?.unwrap_or_default() {
-            let def = NftSet::decode(&found.reply())?;
-            let what = format!("GETSETELEM inet {table} {}", def.name);
-            let dump = nl.get(&what, |seq| set::getsetelem_dump(seq, NFPROTO_INET, table, &def.name))?;
-            let mut elems = Vec::new();
-            for m in dump.unwrap_or_default() {
-                elems.extend(SetElem::decode_all(&m.reply())?);
-            }
-            elems.sort();
-            state.sets.push((def, elems));
+            state.sets.push((NftSet::decode(&found.reply())?, None));
         }
         Ok(state)
+    }
+
+    /// Reads the elements of the sets `wanted` names (one dump each), if not read yet.
+    pub fn load_elems(&mut self, nl: &mut Netlink, wanted: &[String]) -> Result<(), NlError> {
+        let table = self.spec.name;
+        for (def, elems) in self.sets.iter_mut().filter(|(d, e)| e.is_none() && wanted.contains(&d.name)) {
+            let what = format!("GETSETELEM inet {table} {}", def.name);
+            let dump = nl.get(&what, |seq| set::getsetelem_dump(seq, NFPROTO_INET, table, &def.name))?;
+            let mut found = Vec::new();
+            for m in dump.unwrap_or_default() {
+                found.extend(SetElem::decode_all(&m.reply())?);
+            }
+            found.sort();
+            *elems = Some(found);
+        }
+        Ok(())
     }
 
     /// A table that is not there.
@@ -112,9 +132,18 @@ impl TableState {
         self.chains.iter().find(|(def, _)| def.name == name)
     }
 
+    fn set(&self, name: &str) -> Option<&(NftSet, Option<Vec<SetElem>>)> {
+        self.sets.iter().find(|(def, _)| def.name == name)
+    }
+
     /// Every rule in our chains, with the chain it is in.
     fn rules(&self) -> impl Iterator<Item = (&str, &NftRule)> {
         self.chains.iter().flat_map(|(def, rules)| rules.iter().map(move |r| (def.name.as_str(), r)))
+    }
+
+    /// The digest rule: the last rule of the first chain, if it carries a digest.
+    fn digest(&self) -> Option<&NftRule> {
+        self.chains.first()?.1.last().filter(|r| is_digest(r.userdata.as_deref()))
     }
 
     /// Whether we made the table: it carries our comment. (Kernels before 5.13 keep no table
@@ -128,6 +157,10 @@ impl TableState {
             }
         }
     }
+}
+
+fn is_digest(udata: Option<&[u8]>) -> bool {
+    udata.and_then(layout::comment_of).is_some_and(|c| c.starts_with(layout::DIGEST_PREFIX))
 }
 
 /// A table's userdata and, for an owned table, its owner's port id.
@@ -145,28 +178,36 @@ fn table_attrs(attrs: &Attrs<'_>) -> Result<(Option<Vec<u8>>, Option<u32>), NlEr
 }
 
 fn is_ours(rule: &NftRule) -> bool {
-    rule.userdata.as_deref() == Some(comment_udata(COMMENT).as_slice())
+    rule.userdata.as_deref() == Some(comment_udata(COMMENT).as_slice()) || is_digest(rule.userdata.as_deref())
 }
 
 fn place_name(spec: Spec) -> String {
     format!("inet {}", spec.name)
 }
 
+/// The sets whose elements must be read: for `sync`, the policy's when the digest changed and
+/// Docker's when the caller knows what Docker runs; for a judgement (`all`), every one of them.
+pub fn elems_needed(state: &TableState, plan: &TablePlan, all: bool) -> Vec<String> {
+    let digest_moved = state.digest().and_then(|r| r.userdata.clone()) != plan.digest().map(|r| r.userdata.clone());
+    plan.sets
+        .iter()
+        .filter(|s| match s.filler {
+            Filler::Policy => all || digest_moved,
+            // Without a picture of Docker (`plan.live`), their content is not ours to judge.
+            Filler::Docker => plan.live,
+            Filler::Dns => false,
+        })
+        .map(|s| s.set.name.clone())
+        .collect()
+}
+
 /// How the kernel's table differs from the plan, in a few words each; empty when it holds
-/// exactly the plan (counters aside).
+/// exactly the plan (counters aside). Sets whose elements were not read are compared by their
+/// definition only.
 pub fn differences(state: &TableState, plan: &TablePlan) -> Vec<String> {
-    let mut diffs = Vec::new();
+    let mut diffs = shape_differences(state, plan);
     for chain in &plan.chains {
-        let Some((def, rules)) = state.chain(chain.name) else {
-            diffs.push(format!("chain {} is missing", chain.name));
-            continue;
-        };
-        if def.hook != Some((chain.hook, plan.spec.priority))
-            || def.ty.as_deref() != Some("filter")
-            || def.policy != Some(NF_ACCEPT as u32)
-        {
-            diffs.push(format!("chain {} is not hooked as planned", chain.name));
-        }
+        let Some((_, rules)) = state.chain(chain.name) else { continue };
         let planned = &chain.rules;
         let differ = planned.iter().zip(rules).filter(|(p, r)| !p.matches(r)).count();
         if rules.len() != planned.len() {
@@ -180,21 +221,58 @@ pub fn differences(state: &TableState, plan: &TablePlan) -> Vec<String> {
             diffs.push(format!("{differ} of {} rules in chain {} differ from the policy", planned.len(), chain.name));
         }
     }
+    for planned in &plan.sets {
+        if let Some((_, Some(elems))) = state.set(&planned.set.name) {
+            if planned.filler == Filler::Docker && !plan.live {
+                continue;
+            }
+            if *elems != planned.elems {
+                let (gone, new) = unit_diff(&planned.set, elems, &planned.elems);
+                let who = match planned.filler {
+                    Filler::Policy => "the policy",
+                    Filler::Docker => "the running containers",
+                    Filler::Dns => "the granted names",
+                };
+                diffs.push(format!(
+                    "set {} differs from {who} ({} missing, {} not planned)",
+                    planned.set.name,
+                    new.len(),
+                    gone.len()
+                ));
+            }
+        }
+    }
+    diffs
+}
+
+/// What only a rebuild can change: the chains and how they are hooked, the sets and their
+/// types.
+fn shape_differences(state: &TableState, plan: &TablePlan) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for chain in &plan.chains {
+        let Some((def, _)) = state.chain(chain.name) else {
+            diffs.push(format!("chain {} is missing", chain.name));
+            continue;
+        };
+        if def.hook != Some((chain.hook, chain.priority))
+            || def.ty.as_deref() != Some(chain.kind)
+            || def.policy != Some(NF_ACCEPT as u32)
+        {
+            diffs.push(format!("chain {} is not hooked as planned", chain.name));
+        }
+    }
     for (def, _) in &state.chains {
         if !plan.chains.iter().any(|c| c.name == def.name) {
             diffs.push(format!("chain {} is not in the policy", def.name));
         }
     }
     for planned in &plan.sets {
-        match state.sets.iter().find(|(def, _)| def.name == planned.set.name) {
+        match state.set(&planned.set.name) {
             None => diffs.push(format!("set {} is missing", planned.set.name)),
-            Some((def, elems)) => {
-                let mut want = planned.elems.clone();
-                want.sort();
-                if !same_set(def, &planned.set) || *elems != want {
-                    diffs.push(format!("set {} differs from the policy", planned.set.name));
-                }
+            Some((def, _)) if !same_set(def, &planned.set) => {
+                diffs.push(format!("set {} is not of the planned type", planned.set.name))
             }
+            Some(_) => {}
         }
     }
     for (def, _) in &state.sets {
@@ -203,6 +281,41 @@ pub fn differences(state: &TableState, plan: &TablePlan) -> Vec<String> {
         }
     }
     diffs
+}
+
+/// One element, or for an rbtree interval set one range (its opening element and the one
+/// closing it): what is added or deleted as a whole. Deleting or adding half a range would
+/// leave the kernel an overlap to refuse (an end inside another range).
+type Unit = (SetElem, Option<SetElem>);
+
+fn units(set: &NftSet, elems: &[SetElem]) -> Vec<Unit> {
+    let rbtree = set.flags & NFT_SET_INTERVAL != 0 && set.fields.is_empty();
+    if !rbtree {
+        return elems.iter().map(|e| (e.clone(), None)).collect();
+    }
+    let mut out: Vec<Unit> = Vec::new();
+    for e in elems {
+        match out.last_mut() {
+            Some((_, end @ None)) if e.flags & NFT_SET_ELEM_INTERVAL_END != 0 => *end = Some(e.clone()),
+            _ => out.push((e.clone(), None)),
+        }
+    }
+    out
+}
+
+/// The units to delete and to add to turn `have` into `want`.
+fn unit_diff(set: &NftSet, have: &[SetElem], want: &[SetElem]) -> (Vec<Unit>, Vec<Unit>) {
+    use std::collections::HashSet;
+    let (have, want) = (units(set, have), units(set, want));
+    let had: HashSet<&Unit> = have.iter().collect();
+    let wanted: HashSet<&Unit> = want.iter().collect();
+    let gone = have.iter().filter(|u| !wanted.contains(u)).cloned().collect();
+    let new = want.iter().filter(|u| !had.contains(u)).cloned().collect();
+    (gone, new)
+}
+
+fn flatten(units: Vec<Unit>) -> Vec<SetElem> {
+    units.into_iter().flat_map(|(a, b)| std::iter::once(a).chain(b)).collect()
 }
 
 fn same_set(have: &NftSet, want: &NftSet) -> bool {
@@ -226,23 +339,138 @@ fn must_be_ours(state: &TableState) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Adds to `batch` what makes our table hold `plan`: nothing when it already does.
+/// Adds to `batch` what makes our table hold `plan`: nothing when it already does. The state
+/// must hold the elements `elems_needed` names. A new table is written whole; a new chain or
+/// set, or one of another type, rebuilds it (delete and create in one batch, the sets' Docker
+/// content carried over); otherwise only what changed is sent: a chain's rules refilled,
+/// elements added and deleted one by one (deletions first), the digest rule replaced.
 pub fn sync(batch: &mut BatchBuilder, state: &TableState, plan: &TablePlan) -> Result<Step, BackendError> {
     must_be_ours(state)?;
     let mut step = Step::unchanged(place_name(plan.spec));
-    if state.exists && differences(state, plan).is_empty() {
+    if !state.exists || !shape_differences(state, plan).is_empty() {
+        if state.exists {
+            delete_table(batch, plan.spec)?;
+            step.removed = lines(state);
+        }
+        let plan = carry_docker_sets(state, plan);
+        write_table(batch, &plan)?;
+        step.change = Change::Written;
+        let texts =
+            plan.sets.iter().map(|s| &s.text).chain(plan.chains.iter().flat_map(|c| c.rules.iter().map(|r| &r.text)));
+        step.added = texts.map(|t| RuleText { iptables: None, nft: t.clone() }).collect();
         return Ok(step);
     }
-    if state.exists {
-        delete_table(batch, plan.spec)?;
+    let mut refilled = false;
+    for (n, chain) in plan.chains.iter().enumerate() {
+        let Some((_, rules)) = state.chain(chain.name) else { continue };
+        let first = n == 0 && state.chains.first().is_some_and(|(def, _)| def.name == chain.name);
+        let (have, have_digest) = without_digest(rules, state.digest().filter(|_| first));
+        let (want, _) = without_digest_plan(&chain.rules);
+        let same = have.len() == want.len() && want.iter().zip(&have).all(|(p, r)| p.matches(r));
+        if same {
+            continue;
+        }
+        // Our own chain: emptied and refilled in the same batch, so no packet sees it half.
+        let rule = NftRule { handle: None, ..chain.rules[0].to_rule(chain.name) };
+        batch.push(format!("DELRULE {} {} (all)", place_name(plan.spec), chain.name), |seq| rule.flush_msg(seq));
+        step.removed.extend(rules.iter().map(text::rule));
+        for r in &chain.rules {
+            let rule = r.to_rule(chain.name);
+            batch.push(format!("NEWRULE {} {}", place_name(plan.spec), chain.name), |seq| {
+                rule.new_msg(seq, Position::End)
+            });
+            step.added.push(RuleText { iptables: None, nft: r.text.clone() });
+        }
+        refilled |= have_digest.is_some() || plan.digest().is_some();
     }
-    write_table(batch, plan)?;
-    step.change = Change::Written;
-    let texts =
-        plan.sets.iter().map(|s| &s.text).chain(plan.chains.iter().flat_map(|c| c.rules.iter().map(|r| &r.text)));
-    step.added = texts.map(|t| RuleText { iptables: None, nft: t.clone() }).collect();
-    step.removed = lines(state);
+    for s in &plan.sets {
+        let Some((_, Some(have))) = state.set(&s.set.name) else { continue };
+        if s.filler == Filler::Docker && !plan.live {
+            continue;
+        }
+        let (gone, new) = unit_diff(&s.set, have, &s.elems);
+        let what = format!("inet {} set {}", plan.spec.name, s.set.name);
+        if !gone.is_empty() {
+            step.removed.push(elements_text(plan.spec.name, &s.set, "delete", &gone));
+            for make in s.set.del_exact_msgs(&flatten(gone)) {
+                batch.push(format!("DELSETELEM {what}"), make);
+            }
+        }
+        if !new.is_empty() {
+            step.added.push(RuleText { iptables: None, nft: elements_text(plan.spec.name, &s.set, "add", &new) });
+            for make in s.set.elems_msgs(&flatten(new)) {
+                batch.push(format!("NEWSETELEM {what}"), make);
+            }
+        }
+    }
+    if !refilled {
+        if let Some(want) = plan.digest() {
+            let chain = plan.chains[0].name;
+            let rule = want.to_rule(chain);
+            match state.digest() {
+                Some(have) if want.matches(have) => {}
+                Some(have) => {
+                    let handle = have.handle.ok_or(NlError::Malformed("a rule without a handle"))?;
+                    batch.push(format!("NEWRULE {} {chain} (replace)", place_name(plan.spec)), |seq| {
+                        rule.replace_msg(seq, handle)
+                    });
+                    step.added.push(RuleText { iptables: None, nft: want.text.clone() });
+                }
+                None => {
+                    batch.push(format!("NEWRULE {} {chain}", place_name(plan.spec)), |seq| {
+                        rule.new_msg(seq, Position::End)
+                    });
+                    step.added.push(RuleText { iptables: None, nft: want.text.clone() });
+                }
+            }
+        }
+    }
+    if !batch_is_unchanged(&step) {
+        step.change = Change::Written;
+    }
     Ok(step)
+}
+
+fn batch_is_unchanged(step: &Step) -> bool {
+    step.added.is_empty() && step.removed.is_empty()
+}
+
+/// The chain's rules without the digest rule.
+fn without_digest<'a>(rules: &'a [NftRule], digest: Option<&NftRule>) -> (Vec<&'a NftRule>, Option<&'a NftRule>) {
+    let is = |r: &NftRule| digest.is_some_and(|d| d.handle == r.handle);
+    (rules.iter().filter(|r| !is(r)).collect(), rules.iter().find(|r| is(r)))
+}
+
+fn without_digest_plan(rules: &[layout::RulePlan]) -> (Vec<&layout::RulePlan>, Option<&layout::RulePlan>) {
+    let is = |r: &layout::RulePlan| is_digest(Some(&r.userdata));
+    (rules.iter().filter(|r| !is(r)).collect(), rules.iter().find(|r| is(r)))
+}
+
+/// The plan with its Docker sets holding what the kernel's do, where the plan does not know
+/// what Docker runs: a rebuild by `apply` keeps watch's work.
+fn carry_docker_sets(state: &TableState, plan: &TablePlan) -> TablePlan {
+    let mut plan = plan.clone();
+    if plan.live {
+        return plan;
+    }
+    for s in plan.sets.iter_mut().filter(|s| s.filler == Filler::Docker) {
+        if let Some((def, Some(elems))) = state.set(&s.set.name) {
+            if same_set(def, &s.set) {
+                s.elems = elems.clone();
+            }
+        }
+    }
+    plan
+}
+
+/// `add element inet egress_guard allow4 { 198.51.100.7, … }`, the first elements shown.
+fn elements_text(table: &str, set: &NftSet, op: &str, units: &[Unit]) -> String {
+    const SHOWN: usize = 16;
+    let mut shown: Vec<String> = units.iter().take(SHOWN).map(|u| layout::show_unit(set, &u.0, u.1.as_ref())).collect();
+    if units.len() > SHOWN {
+        shown.push(format!("… ({} more)", units.len() - SHOWN));
+    }
+    format!("{op} element inet {table} {} {{ {} }}", set.name, shown.join(", "))
 }
 
 /// Adds to `batch` the deletion of our table, if it exists.
@@ -281,12 +509,14 @@ fn write_table(batch: &mut BatchBuilder, plan: &TablePlan) -> Result<(), NlError
     for chain in &plan.chains {
         let hook = match chain.hook {
             NF_INET_LOCAL_IN => HookClass::In,
+            NF_INET_PRE_ROUTING => HookClass::PreRouting,
             _ => HookClass::Forward,
         };
+        let kind = if chain.kind == "nat" { ChainType::Nat } else { ChainType::Filter };
         let base = Chain::new(&table)
             .with_name(chain.name)
-            .with_hook(Hook::new(hook, spec.priority))
-            .with_type(ChainType::Filter)
+            .with_hook(Hook::new(hook, chain.priority))
+            .with_type(kind)
             .with_policy(ChainPolicy::Accept);
         let mut rb = rustables::Batch::new();
         rb.add(&base, MsgType::Add);
@@ -310,9 +540,10 @@ fn write_table(batch: &mut BatchBuilder, plan: &TablePlan) -> Result<(), NlError
 
 /// Compares our table with `plan`.
 pub fn judge(state: &TableState, plan: &TablePlan, families: &[Family]) -> PlaceReport {
+    // The digest rule is bookkeeping, not a rule an admin needs to see counted.
     let rules: Vec<RuleReport> = state
         .rules()
-        .filter(|(_, r)| is_ours(r))
+        .filter(|(_, r)| is_ours(r) && !is_digest(r.userdata.as_deref()))
         .map(|(_, r)| RuleReport { rule: text::rule(r), packets: r.packets() })
         .collect();
     let refused = state.rules().filter(|(_, r)| is_ours(r) && refuses(r)).map(|(_, r)| r.packets()).sum();
@@ -358,11 +589,18 @@ impl Backend for OwnTable {
     }
 
     fn sync(&self, nl: &mut Netlink, batch: &mut BatchBuilder, policy: &Policy) -> Result<Vec<Step>, BackendError> {
-        let state = TableState::read(nl, self.spec)?;
+        let mut state = TableState::read(nl, self.spec)?;
         if let Some(port) = state.owner.filter(|p| *p != nl.port_id()) {
             return Err(BackendError::HeldByOther { what: place_name(self.spec), port });
         }
-        Ok(vec![sync(batch, &state, &plan(policy, &self.families, self.spec))?])
+        let plan = plan(policy, &self.families, self.spec);
+        let mut wanted = elems_needed(&state, &plan, false);
+        if !shape_differences(&state, &plan).is_empty() && !plan.live {
+            // A rebuild carries the Docker sets' content over.
+            wanted.extend(plan.sets.iter().filter(|s| s.filler == Filler::Docker).map(|s| s.set.name.clone()));
+        }
+        state.load_elems(nl, &wanted)?;
+        Ok(vec![sync(batch, &state, &plan)?])
     }
 
     fn remove(&self, nl: &mut Netlink, batch: &mut BatchBuilder) -> Result<Vec<Step>, BackendError> {
@@ -371,12 +609,16 @@ impl Backend for OwnTable {
     }
 
     fn judge(&self, nl: &mut Netlink, policy: &Policy) -> Result<Vec<PlaceReport>, BackendError> {
-        let state = TableState::read(nl, self.spec)?;
-        Ok(vec![judge(&state, &plan(policy, &self.families, self.spec), &self.families)])
+        let mut state = TableState::read(nl, self.spec)?;
+        let plan = plan(policy, &self.families, self.spec);
+        state.load_elems(nl, &elems_needed(&state, &plan, true))?;
+        Ok(vec![judge(&state, &plan, &self.families)])
     }
 
     fn snapshot(&self, nl: &mut Netlink) -> Result<Vec<PlaceSnapshot>, BackendError> {
-        let state = TableState::read(nl, self.spec)?;
+        let mut state = TableState::read(nl, self.spec)?;
+        let every: Vec<String> = state.sets.iter().map(|(def, _)| def.name.clone()).collect();
+        state.load_elems(nl, &every)?;
         if state.exists && !state.ours() {
             // Not ours: nothing of ours there to keep (and a restore will refuse to touch it).
             return Ok(vec![PlaceSnapshot::Table {
@@ -400,8 +642,10 @@ impl Backend for OwnTable {
         else {
             return Ok(Vec::new());
         };
-        let state = TableState::read(nl, self.spec)?;
+        let mut state = TableState::read(nl, self.spec)?;
         must_be_ours(&state)?;
+        let every: Vec<String> = state.sets.iter().map(|(def, _)| def.name.clone()).collect();
+        state.load_elems(nl, &every)?;
         let mut step = Step::unchanged(place_name(self.spec));
         if snapshot_of(&state) == *then {
             // Nothing to say about a table that neither was nor is there.
@@ -438,6 +682,8 @@ fn snapshot_of(state: &TableState) -> PlaceSnapshot {
     let sets = state
         .sets
         .iter()
+        .map(|(set, elems)| (set, if layout::is_dns_set(&set.name) { &None } else { elems }))
+        // The forwarder's grants expire: a restore would make them last, so none are kept.
         .map(|(set, elems)| SetSnapshot {
             name: set.name.clone(),
             flags: set.flags,
@@ -446,6 +692,7 @@ fn snapshot_of(state: &TableState) -> PlaceSnapshot {
             fields: set.fields.clone(),
             elems: elems
                 .iter()
+                .flatten()
                 .map(|e| (snapshot::hex(&e.key), e.key_end.as_deref().map(snapshot::hex), e.flags))
                 .collect(),
         })
@@ -457,7 +704,7 @@ fn snapshot_of(state: &TableState) -> PlaceSnapshot {
 fn plan_of(then: &PlaceSnapshot, spec: Spec) -> Result<Option<TablePlan>, NlError> {
     let PlaceSnapshot::Table { exists: true, chains, sets, .. } = then else { return Ok(None) };
     let bad = || NlError::Malformed("a snapshot's table holds something we do not write");
-    let mut plan = TablePlan { spec, sets: Vec::new(), chains: Vec::new() };
+    let mut plan = TablePlan { spec, sets: Vec::new(), chains: Vec::new(), live: true };
     for c in chains {
         let name = layout::CHAINS.into_iter().find(|n| *n == c.name).ok_or_else(bad)?;
         let rules = c
@@ -466,10 +713,12 @@ fn plan_of(then: &PlaceSnapshot, spec: Spec) -> Result<Option<TablePlan>, NlErro
             .map(|hex| {
                 let rule = snapshot::rule_from_hex(hex)?;
                 let text = text::rule(&rule);
-                Ok(layout::RulePlan { table: spec.name, exprs: rule.exprs, text })
+                let userdata = rule.userdata.unwrap_or_else(|| comment_udata(COMMENT));
+                Ok(layout::RulePlan { table: spec.name, exprs: rule.exprs, userdata, text })
             })
             .collect::<Result<Vec<_>, NlError>>()?;
-        plan.chains.push(layout::ChainPlan { name, hook: c.hook, rules });
+        let (kind, _) = layout::ChainPlan::shape(name, spec);
+        plan.chains.push(layout::ChainPlan { name, hook: c.hook, kind, priority: c.priority, rules });
     }
     for s in sets {
         let set = NftSet {
@@ -489,7 +738,9 @@ fn plan_of(then: &PlaceSnapshot, spec: Spec) -> Result<Option<TablePlan>, NlErro
                 Ok(SetElem { key: key(k)?, key_end: end.as_deref().map(key).transpose()?, flags: *flags })
             })
             .collect::<Result<Vec<_>, NlError>>()?;
-        plan.sets.push(layout::SetPlan { set, elems, text: String::new() });
+        let mut elems = elems;
+        elems.sort();
+        plan.sets.push(layout::SetPlan { set, elems, text: String::new(), filler: Filler::Policy });
     }
     Ok(Some(plan))
 }

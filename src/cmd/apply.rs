@@ -20,6 +20,9 @@ pub fn run(args: ApplyArgs) -> Result<Done, Error> {
                 .to_string(),
         );
     }
+    if (policy.dns.is_on() || !policy.grants.is_empty()) && !trial::watch_runs(&mut nl) {
+        warnings.push(WATCH_KEEPS_NAMES.into());
+    }
     if args.dry_run {
         return Ok(report(&transact::apply(&mut nl, &policy, target, true, &[])?, true, warnings));
     }
@@ -45,6 +48,9 @@ pub fn run(args: ApplyArgs) -> Result<Done, Error> {
     }
     Ok(done)
 }
+
+/// `--allow-domain` and the config's container tables need a running watch.
+pub const WATCH_KEEPS_NAMES: &str = "warning: --allow-domain names are answered, and per-container allowances      kept, by `egress-guard watch`, which does not run here: until it does, containers' DNS gets no answer and      those allowances are not in place (nothing more is let out)";
 
 /// What a running watch does with a change awaiting confirmation.
 pub const WATCH_STEPS_ASIDE: &str = "warning: egress-guard watch runs here: it steps aside while the change awaits \

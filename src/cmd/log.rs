@@ -15,9 +15,9 @@ use super::{say, warn, Done};
 use crate::audit::rotate::{self, RotatingFile, DEFAULT_MAX_SIZE};
 use crate::audit::summary::Tally;
 use crate::audit::trail::{Format, Trail, TrailError};
-use crate::cli::{DockerHostArg, LogArgs};
+use crate::cli::LogArgs;
 use crate::config;
-use crate::docker::{self, Endpoint};
+use crate::docker::Endpoint;
 use crate::error::Error;
 use crate::nft::NlError;
 use crate::policy::{LogSink, LogTo, Policy, DEFAULT_NFLOG_GROUP};
@@ -40,7 +40,7 @@ pub fn run(args: LogArgs) -> Result<Done, Error> {
             "the config file sets log_to = \"kernel\": the guard logs to the kernel log, not to nflog group {group}"
         ));
     }
-    let endpoint = endpoint(&args.docker)?;
+    let endpoint = super::docker_endpoint(&args.docker, &args.netns)?;
     let output = match &args.output {
         Some(path) => {
             Some(RotatingFile::open(path, args.max_size.unwrap_or(DEFAULT_MAX_SIZE)).map_err(TrailError::from)?)
@@ -54,12 +54,12 @@ pub fn run(args: LogArgs) -> Result<Done, Error> {
         crate::netns::enter(ns)?;
     }
     let format = if args.json { Format::Json } else { Format::Text };
-    let mut trail = Trail::open(group, &endpoint, format, output, Box::new(stdout_line))?;
+    let mut trail = Trail::open(group, endpoint.as_ref(), format, output, Box::new(stdout_line))?;
     for w in warnings.drain(..) {
         warn(&format!("warning: {w}"));
     }
     let to_file = args.output.as_ref().map(|p| format!(", JSON lines to {}", p.display())).unwrap_or_default();
-    warn(&format!("reading nflog group {group}, names from {}{to_file}", endpoint.socket.display()));
+    warn(&format!("reading nflog group {group}, names from {}{to_file}", names_from(endpoint.as_ref())));
     loop {
         match trail.step(STEP) {
             Ok(()) => {}
@@ -82,10 +82,11 @@ pub fn run(args: LogArgs) -> Result<Done, Error> {
     Ok(Done::default())
 }
 
-/// `--docker-host`, else `DOCKER_HOST`, else the default socket.
-fn endpoint(arg: &DockerHostArg) -> Result<Endpoint, Error> {
-    let env = std::env::var("DOCKER_HOST").ok();
-    Ok(docker::endpoint(arg.docker_host.as_deref(), env.as_deref())?)
+fn names_from(endpoint: Option<&Endpoint>) -> String {
+    match endpoint {
+        Some(e) => e.socket.display().to_string(),
+        None => "nowhere (Docker not consulted in another namespace without --docker-host)".into(),
+    }
 }
 
 /// One line on stdout, flushed at once (a reader behind a pipe sees each attempt as it comes).
@@ -154,7 +155,7 @@ struct Running {
 impl Hook {
     /// Starts, restarts (another group) or stops the trail to match `policy`. A trail that
     /// cannot start is said on stderr; watching goes on.
-    pub fn follow(&mut self, policy: &Policy, docker: &DockerHostArg) {
+    pub fn follow(&mut self, policy: &Policy, docker: Option<&Endpoint>) {
         let group = match policy.log.as_ref().map(|l| &l.sink) {
             Some(LogSink::Nflog { group, .. }) => Some(*group),
             _ => None,
@@ -187,11 +188,10 @@ impl Drop for Hook {
 
 /// Binds the group here (in watch's namespace, before the thread starts, so a taken group is
 /// said at once), then reads it on a thread of its own.
-fn start(group: u16, docker: &DockerHostArg) -> Result<Running, Box<dyn std::error::Error>> {
-    let endpoint = endpoint(docker)?;
+fn start(group: u16, endpoint: Option<&Endpoint>) -> Result<Running, Box<dyn std::error::Error>> {
     let mut trail = Trail::open(
         group,
-        &endpoint,
+        endpoint,
         Format::Text,
         None,
         Box::new(|line| {
@@ -201,7 +201,7 @@ fn start(group: u16, docker: &DockerHostArg) -> Result<Running, Box<dyn std::err
     )?;
     say(&format!(
         "egress-guard: logging blocked attempts from nflog group {group}, names from {}",
-        endpoint.socket.display()
+        names_from(endpoint)
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = Arc::clone(&stop);

@@ -4,6 +4,8 @@
 mod apply;
 mod check;
 mod confirm;
+mod dns_hook;
+mod docker_feed;
 mod log;
 mod remove;
 pub mod service;
@@ -46,6 +48,44 @@ pub fn run(command: Command) -> Result<Done, Error> {
         Command::InstallService(args) => service::install(args),
         Command::UninstallService(args) => service::uninstall(args),
     }
+}
+
+/// Where dockerd listens, for the commands that read it: `--docker-host`, else `DOCKER_HOST`,
+/// else the default socket — except that with `--netns` only the first two count: the default
+/// socket's dockerd manages the host's namespace, not another (rootless Docker has a socket of
+/// its own, which DOCKER_HOST names). `None`: Docker is not consulted.
+pub(crate) fn docker_endpoint(
+    arg: &crate::cli::DockerHostArg,
+    netns: &NetnsArg,
+) -> Result<Option<crate::docker::Endpoint>, Error> {
+    let env = std::env::var("DOCKER_HOST").ok().filter(|v| !v.is_empty());
+    if netns.netns.is_some() && arg.docker_host.is_none() && env.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(crate::docker::endpoint(arg.docker_host.as_deref(), env.as_deref())?))
+}
+
+/// Docker's containers and networks now, and what they are granted, for `status` and `check`;
+/// or why Docker was not looked at.
+pub(crate) fn docker_picture(
+    arg: &crate::cli::DockerHostArg,
+    netns: &NetnsArg,
+    config: &crate::grants::Grants,
+) -> Result<crate::report::DockerReport, Error> {
+    use crate::docker::{Client, Container};
+    let Some(endpoint) = docker_endpoint(arg, netns)? else {
+        return Ok(crate::report::DockerReport::not_consulted(crate::audit::trail::NOT_CONSULTED));
+    };
+    let client = Client::new(&endpoint).with_timeout(std::time::Duration::from_secs(5));
+    let picture = client.networks().and_then(|n| Ok((n, client.containers()?)));
+    Ok(match picture {
+        Ok((networks, containers)) => {
+            let containers: Vec<Container> = containers.iter().map(Container::from).collect();
+            let live = crate::grants::resolve(&containers, &networks, config);
+            crate::report::DockerReport::seen(&endpoint, live)
+        }
+        Err(e) => crate::report::DockerReport::not_consulted(&format!("Docker unavailable: {e}")),
+    })
 }
 
 /// Enters `--netns` (if given) and opens the nf_tables socket there.

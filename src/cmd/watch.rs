@@ -5,17 +5,20 @@
 //! reported and the running policy stays) and exits 0 on SIGTERM, leaving the guard in place.
 
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use super::docker_feed::Feed as DockerFeed;
 use super::{say, warn, Done};
 use crate::backend::table::OwnTable;
 use crate::backend::{Backend, BackendError, Change, Target};
 use crate::cli::WatchArgs;
 use crate::error::Error;
+use crate::grants::Live;
 use crate::nft::monitor::{Monitor, Wake};
 use crate::nft::socket::Netlink;
 use crate::nft::NlError;
@@ -43,6 +46,11 @@ pub fn run(args: WatchArgs) -> Result<Done, Error> {
     // Subscribe before the first apply, so no change between the two goes unseen.
     let monitor = Monitor::open(Duration::from_secs(args.interval))?;
     let store = crate::state::Store::here()?;
+    let docker_endpoint = super::docker_endpoint(&args.docker, &args.netns)?;
+    let docker = match &docker_endpoint {
+        Some(endpoint) => Some(DockerFeed::start(endpoint).map_err(|e| Error::Thread("docker follower", e))?),
+        None => None,
+    };
     let mut daemon = Daemon {
         nl,
         store,
@@ -56,6 +64,11 @@ pub fn run(args: WatchArgs) -> Result<Done, Error> {
         fight: Fight::default(),
         args,
         log: super::log::Hook::default(),
+        docker,
+        docker_endpoint,
+        live: None,
+        problems: Vec::new(),
+        dns: super::dns_hook::Hook::default(),
     };
     daemon.run()
 }
@@ -77,20 +90,46 @@ struct Daemon {
     args: WatchArgs,
     /// The audit trail's thread, while the policy logs to NFLOG.
     log: super::log::Hook,
+    /// Docker's containers and networks, for their allowances; `None` when Docker is not
+    /// consulted (`--netns` without `--docker-host`).
+    docker: Option<DockerFeed>,
+    docker_endpoint: Option<crate::docker::Endpoint>,
+    /// What the per-source sets hold: the latest picture of Docker that was applied.
+    live: Option<Arc<Live>>,
+    /// Malformed labels already reported.
+    problems: Vec<String>,
+    /// The DNS forwarder, while `--allow-domain` names anything.
+    dns: super::dns_hook::Hook,
 }
 
 /// What the loop was woken by.
 enum Event {
     Signal(Signal),
     Ruleset(Wake),
+    /// Docker's containers, networks or state changed.
+    Docker,
     Timeout,
 }
 
 impl Daemon {
     fn run(&mut self) -> Result<Done, Error> {
         say(&format!("egress-guard: watching (every change, and every {} s)", self.interval.as_secs()));
+        match &self.docker_endpoint {
+            Some(e) => say(&format!("egress-guard: following Docker at {} for labels", e.socket.display())),
+            None => {
+                say("egress-guard: not following Docker (--netns without --docker-host): no per-container allowances")
+            }
+        }
+        // A first look at Docker (it answers in milliseconds): the first apply then already
+        // holds the running containers' allowances. Without it the sets stay as they are.
+        if let Some(feed) = &self.docker {
+            feed.wait_current(Duration::from_secs(2));
+        }
+        self.look_at_docker();
         let status = self.heal("start", false)?;
-        self.log.follow(&self.policy, &self.args.docker);
+        self.log.follow(&self.policy, self.docker_endpoint.as_ref());
+        // After the first apply: the sets it grants into exist now.
+        self.dns.follow(&self.policy.dns, self.docker.as_ref().map(DockerFeed::follower));
         self.tell(self.notify.ready(&status));
         let mut last_check = Instant::now();
         let mut pending: Option<(Instant, &'static str)> = None;
@@ -115,6 +154,15 @@ impl Daemon {
                     );
                     say("egress-guard: stopping; the guard stays in place");
                     return Ok(Done::default());
+                }
+                Event::Docker => {
+                    if self.look_at_docker() {
+                        // A container is starting: its allowances go in now, before its first
+                        // packet, whatever a fight's delay says.
+                        let status = self.heal("docker", false)?;
+                        self.tell(self.notify.status(&status));
+                    }
+                    None
                 }
                 Event::Ruleset(Wake::OwnChange | Wake::Quiet) => None,
                 Event::Ruleset(Wake::Changed) => Some("the ruleset changed"),
@@ -141,18 +189,21 @@ impl Daemon {
     /// Waits for a signal, a ruleset change or the timeout.
     fn wait(&mut self, timeout: Duration) -> Result<Event, Error> {
         let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let (sig_ready, mon_ready) = {
-            let mut fds = [
+        let (sig_ready, mon_ready, docker_ready) = {
+            let mut fds = vec![
                 PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                 PollFd::new(self.monitor.as_fd(), PollFlags::POLLIN),
             ];
+            if let Some(feed) = &self.docker {
+                fds.push(PollFd::new(feed.fd(), PollFlags::POLLIN));
+            }
             match poll(&mut fds, PollTimeout::from(ms)) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => return Ok(Event::Timeout),
                 Err(errno) => return Err(NlError::Io { op: "poll", errno }.into()),
             }
             let ready = |fd: &PollFd| fd.revents().is_some_and(|r| r.intersects(PollFlags::POLLIN));
-            (ready(&fds[0]), ready(&fds[1]))
+            (ready(&fds[0]), ready(&fds[1]), fds.get(2).is_some_and(ready))
         };
         if sig_ready {
             if let Ok(Some(info)) = self.signals.read_signal() {
@@ -161,10 +212,36 @@ impl Daemon {
                 }
             }
         }
+        if docker_ready {
+            if let Some(feed) = &self.docker {
+                feed.drain();
+            }
+            return Ok(Event::Docker);
+        }
         if mon_ready {
             return Ok(Event::Ruleset(self.monitor.drain()?));
         }
         Ok(Event::Timeout)
+    }
+
+    /// Takes Docker's latest picture; true when the allowances it gives changed (then the
+    /// next heal puts them in). What changed, and labels that cannot work, go to the journal.
+    fn look_at_docker(&mut self) -> bool {
+        let Some(feed) = &self.docker else { return false };
+        let Some(live) = feed.live(&self.policy.grants) else { return false };
+        if self.live.as_deref() == Some(&live) {
+            return false;
+        }
+        for line in super::docker_feed::changes(self.live.as_deref(), &live) {
+            say(&format!("egress-guard: docker: {line}"));
+        }
+        for p in live.problems.iter().filter(|p| !self.problems.contains(p)) {
+            warn(&format!("docker: {p}"));
+        }
+        self.problems = live.problems.clone();
+        let sources_changed = self.live.as_ref().map(|l| &l.sources) != Some(&live.sources);
+        self.live = Some(Arc::new(live));
+        sources_changed
     }
 
     /// One apply, with watch's shield (see `backend::table::SHIELD`); says what it had to write
@@ -176,13 +253,19 @@ impl Daemon {
             return Ok(status);
         }
         let shield: [Box<dyn Backend>; 1] = [Box::new(OwnTable::shield())];
-        match transact::apply(&mut self.nl, &self.policy, self.target, false, &shield) {
+        let policy = Policy { live: self.live.clone(), ..self.policy.clone() };
+        match transact::apply(&mut self.nl, &policy, self.target, false, &shield) {
             Ok(outcome) => {
                 let mut wrote = false;
                 for step in outcome.steps.iter().filter(|s| s.change == Change::Written) {
                     let (added, removed) = (step.added.len(), step.removed.len());
                     say(&format!("egress-guard: {why}: {}: wrote {added} rule(s), deleted {removed}", step.place));
                     wrote = true;
+                }
+                // Someone else changed the ruleset, or we rewrote our table: the forwarder's
+                // grants may be gone from the kernel, so it grants again at the next lookup.
+                if answering || wrote {
+                    self.dns.forget_grants();
                 }
                 if answering {
                     if let Some(report) = self.fight.heal(wrote) {
@@ -241,8 +324,12 @@ impl Daemon {
             Ok((policy, target)) => {
                 self.policy = policy;
                 self.target = target;
+                // The config's container and network tables may have changed.
+                self.live = None;
+                self.look_at_docker();
                 let status = self.heal("reload", false).unwrap_or_else(|e| format!("reload failed: {e}"));
-                self.log.follow(&self.policy, &self.args.docker);
+                self.log.follow(&self.policy, self.docker_endpoint.as_ref());
+                self.dns.follow(&self.policy.dns, self.docker.as_ref().map(DockerFeed::follower));
                 say("egress-guard: reloaded the config");
                 self.tell(self.notify.ready(&status));
             }

@@ -35,12 +35,15 @@ const UDP_BUF: usize = 4096;
 const TCP_QUERIES_MAX: usize = 100;
 
 /// How names that are not allowed are answered (`--dns-refuse-with`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RefuseWith {
-    /// "No such name": clients give up at once and say the host is unknown.
+    /// "No such name": clients give up at once and say the host is unknown
     #[default]
+    #[value(name = "nxdomain")]
+    #[serde(rename = "nxdomain")]
     NxDomain,
-    /// REFUSED: some clients try the next nameserver in their resolv.conf first.
+    /// REFUSED: some clients try the next nameserver in their resolv.conf first
     Refused,
 }
 

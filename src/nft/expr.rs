@@ -13,6 +13,11 @@ pub enum Expr {
         key: u32,
         dreg: u32,
     },
+    /// `meta set KEY with reg SREG` (our table's `meta mark set …`)
+    MetaSet {
+        key: u32,
+        sreg: u32,
+    },
     /// `cmp OP reg SREG DATA`
     Cmp {
         sreg: u32,
@@ -90,6 +95,22 @@ pub enum Expr {
         rev: u32,
         info: Vec<u8>,
     },
+    /// `immediate reg DREG DATA`: a value (not a verdict) into a register.
+    Immediate {
+        dreg: u32,
+        data: Vec<u8>,
+    },
+    /// `fib daddr oifname => reg DREG` and the like: a route lookup's result.
+    Fib {
+        flags: u32,
+        result: u32,
+        dreg: u32,
+    },
+    /// `redir proto_min reg R`: redirect to this host, to the port in register R.
+    Redir {
+        reg_proto_min: u32,
+        flags: u32,
+    },
     /// Anything else, kept as the raw `NFTA_EXPR_DATA` payload.
     Other {
         name: String,
@@ -100,12 +121,14 @@ pub enum Expr {
 impl Expr {
     pub fn name(&self) -> &str {
         match self {
-            Expr::Meta { .. } => "meta",
+            Expr::Meta { .. } | Expr::MetaSet { .. } => "meta",
             Expr::Cmp { .. } => "cmp",
             Expr::Payload { .. } => "payload",
             Expr::Bitwise { .. } => "bitwise",
             Expr::Counter { .. } => "counter",
-            Expr::Verdict { .. } => "immediate",
+            Expr::Verdict { .. } | Expr::Immediate { .. } => "immediate",
+            Expr::Fib { .. } => "fib",
+            Expr::Redir { .. } => "redir",
             Expr::Limit { .. } => "limit",
             Expr::Log { .. } | Expr::LogKernel { .. } => "log",
             Expr::Ct { .. } => "ct",
@@ -133,6 +156,9 @@ impl Expr {
         match self {
             Expr::Meta { key, dreg } => {
                 w.put_be32(NFTA_META_KEY, *key).put_be32(NFTA_META_DREG, *dreg);
+            }
+            Expr::MetaSet { key, sreg } => {
+                w.put_be32(NFTA_META_KEY, *key).put_be32(NFTA_META_SREG, *sreg);
             }
             Expr::Cmp { sreg, op, data } => {
                 w.put_be32(NFTA_CMP_SREG, *sreg).put_be32(NFTA_CMP_OP, *op);
@@ -208,6 +234,18 @@ impl Expr {
             Expr::Target { name, rev, info } => {
                 w.put_strz(NFTA_TARGET_NAME, name).put_be32(NFTA_TARGET_REV, *rev).put_bytes(NFTA_TARGET_INFO, info);
             }
+            Expr::Immediate { dreg, data } => {
+                w.put_be32(NFTA_IMMEDIATE_DREG, *dreg);
+                w.nest(NFTA_IMMEDIATE_DATA, |w| {
+                    w.put_bytes(NFTA_DATA_VALUE, data);
+                });
+            }
+            Expr::Fib { flags, result, dreg } => {
+                w.put_be32(NFTA_FIB_FLAGS, *flags).put_be32(NFTA_FIB_RESULT, *result).put_be32(NFTA_FIB_DREG, *dreg);
+            }
+            Expr::Redir { reg_proto_min, flags } => {
+                w.put_be32(NFTA_REDIR_REG_PROTO_MIN, *reg_proto_min).put_be32(NFTA_REDIR_FLAGS, *flags);
+            }
             Expr::Other { .. } => unreachable!("raw expressions are written by encode"),
         }
     }
@@ -233,7 +271,9 @@ impl Expr {
             "payload" => fields.payload(),
             "bitwise" => fields.bitwise(),
             "counter" => fields.counter(),
-            "immediate" => fields.verdict(),
+            "immediate" => fields.verdict().or_else(|| fields.immediate()),
+            "fib" => fields.fib(),
+            "redir" => fields.redir(),
             "limit" => fields.limit(),
             "log" => fields.log().or_else(|| fields.log_kernel()),
             "ct" => fields.ct(),
@@ -281,7 +321,11 @@ impl<'a> Fields<'a> {
     }
 
     fn meta(&self) -> Option<Expr> {
-        Some(Expr::Meta { key: self.be32(NFTA_META_KEY)?, dreg: self.be32(NFTA_META_DREG)? })
+        let key = self.be32(NFTA_META_KEY)?;
+        match self.be32(NFTA_META_DREG) {
+            Some(dreg) => Some(Expr::Meta { key, dreg }),
+            None => Some(Expr::MetaSet { key, sreg: self.be32(NFTA_META_SREG)? }),
+        }
     }
 
     fn cmp(&self) -> Option<Expr> {
@@ -313,6 +357,26 @@ impl<'a> Fields<'a> {
             mask: self.value(NFTA_BITWISE_MASK)?,
             xor: self.value(NFTA_BITWISE_XOR)?,
         })
+    }
+
+    fn immediate(&self) -> Option<Expr> {
+        Some(Expr::Immediate { dreg: self.be32(NFTA_IMMEDIATE_DREG)?, data: self.value(NFTA_IMMEDIATE_DATA)? })
+    }
+
+    fn fib(&self) -> Option<Expr> {
+        Some(Expr::Fib {
+            flags: self.be32(NFTA_FIB_FLAGS)?,
+            result: self.be32(NFTA_FIB_RESULT)?,
+            dreg: self.be32(NFTA_FIB_DREG)?,
+        })
+    }
+
+    fn redir(&self) -> Option<Expr> {
+        // Only the form we write: a port in a register, no range end of its own.
+        if self.get(2).is_some() {
+            return None;
+        }
+        Some(Expr::Redir { reg_proto_min: self.be32(NFTA_REDIR_REG_PROTO_MIN)?, flags: self.be32(NFTA_REDIR_FLAGS)? })
     }
 
     fn counter(&self) -> Option<Expr> {

@@ -79,6 +79,27 @@ impl NftRule {
         })
     }
 
+    /// The NEWRULE message that puts this rule in the place of the rule with `handle`, in one
+    /// step (NLM_F_REPLACE): the chain never lacks it.
+    pub fn replace_msg(&self, seq: u32, handle: u64) -> Vec<u8> {
+        build(nft_type(NFT_MSG_NEWRULE), NLM_F_REQUEST | NLM_F_REPLACE, seq, self.family, 0, |w| {
+            w.put_strz(NFTA_RULE_TABLE, &self.table)
+                .put_strz(NFTA_RULE_CHAIN, &self.chain)
+                .put_be64(NFTA_RULE_HANDLE, handle);
+            self.write_exprs(w);
+            if let Some(udata) = &self.userdata {
+                w.put_bytes(NFTA_RULE_USERDATA, udata);
+            }
+        })
+    }
+
+    /// The DELRULE message that empties this rule's chain (no handle: every rule in it).
+    pub fn flush_msg(&self, seq: u32) -> Vec<u8> {
+        build(nft_type(NFT_MSG_DELRULE), NLM_F_REQUEST, seq, self.family, 0, |w| {
+            w.put_strz(NFTA_RULE_TABLE, &self.table).put_strz(NFTA_RULE_CHAIN, &self.chain);
+        })
+    }
+
     /// The DELRULE message for this rule, found by its kernel handle.
     pub fn del_msg(&self, handle: u64, seq: u32) -> Vec<u8> {
         build(nft_type(NFT_MSG_DELRULE), NLM_F_REQUEST, seq, self.family, 0, |w| {

@@ -25,7 +25,7 @@ pub struct NftSet {
 }
 
 /// One element: a key, and for concatenated intervals (pipapo) the last key of the range.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SetElem {
     pub key: Vec<u8>,
     pub key_end: Option<Vec<u8>>,
@@ -91,6 +91,17 @@ impl NftSet {
             w.nest(NFTA_LIST_ELEM, |w| {
                 put_key(w, NFTA_SET_ELEM_KEY, key);
             });
+            w.into_bytes()
+        });
+        self.list_msgs(NFT_MSG_DELSETELEM, NLM_F_REQUEST, encoded.collect())
+    }
+
+    /// DELSETELEM messages removing `elems` as they were added: an interval's closing element
+    /// is found by its INTERVAL_END flag, a concatenation's range by its key and key end.
+    pub fn del_exact_msgs<'a>(&'a self, elems: &[SetElem]) -> Vec<impl FnOnce(u32) -> Vec<u8> + 'a> {
+        let encoded = elems.iter().map(|elem| {
+            let mut w = AttrWriter::new();
+            elem.encode(&mut w);
             w.into_bytes()
         });
         self.list_msgs(NFT_MSG_DELSETELEM, NLM_F_REQUEST, encoded.collect())

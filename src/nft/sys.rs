@@ -84,6 +84,8 @@ pub const NFT_RETURN: i32 = -5;
 
 pub const NFTA_META_DREG: u16 = 1;
 pub const NFTA_META_KEY: u16 = 2;
+pub const NFTA_META_SREG: u16 = 3;
+pub const NFT_META_MARK: u32 = 3;
 pub const NFT_META_L4PROTO: u32 = 16;
 pub const NFT_META_IIFNAME: u32 = 6;
 pub const NFT_META_OIFNAME: u32 = 7;
@@ -114,6 +116,18 @@ pub const NFTA_COUNTER_PACKETS: u16 = 2;
 
 pub const NFTA_IMMEDIATE_DREG: u16 = 1;
 pub const NFTA_IMMEDIATE_DATA: u16 = 2;
+pub const NFTA_FIB_DREG: u16 = 1;
+pub const NFTA_FIB_RESULT: u16 = 2;
+pub const NFTA_FIB_FLAGS: u16 = 3;
+pub const NFT_FIB_RESULT_OIFNAME: u32 = 2;
+pub const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+pub const NFTA_REDIR_REG_PROTO_MIN: u16 = 1;
+pub const NFTA_REDIR_FLAGS: u16 = 3;
+/// `NF_NAT_RANGE_PROTO_SPECIFIED`: the redirect names a port.
+pub const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 1 << 1;
+pub const NF_INET_PRE_ROUTING: u32 = 0;
+/// `NF_IP_PRI_NAT_DST`: nft's `dstnat`.
+pub const NF_IP_PRI_NAT_DST: i32 = -100;
 
 pub const NFTA_LIMIT_RATE: u16 = 1;
 pub const NFTA_LIMIT_UNIT: u16 = 2;

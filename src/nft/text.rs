@@ -29,6 +29,14 @@ enum Load {
     CtState {
         mask: Option<Vec<u8>>,
     },
+    /// `fib daddr oifname`: the interface a route to the destination leaves by.
+    FibOifname,
+    /// A value an `immediate` put in a register (a redirect's port).
+    Value(Vec<u8>),
+    /// The packet mark, host-endian, maybe through `& MASK ^ XOR`.
+    Mark {
+        bits: Option<(Vec<u8>, Vec<u8>)>,
+    },
     Other(String),
 }
 
@@ -110,7 +118,20 @@ impl Printer {
     fn expr(&mut self, e: &Expr, rest: &[Expr]) {
         let next = rest.first();
         match e {
+            Expr::Meta { key: NFT_META_MARK, .. } => self.loads.push(Load::Mark { bits: None }),
             Expr::Meta { key, .. } => self.loads.push(Load::Meta(*key)),
+            Expr::MetaSet { key: NFT_META_MARK, .. } => {
+                let value = match self.loads.pop() {
+                    Some(Load::Mark { bits: Some((mask, xor)) }) => mark_math(&mask, &xor),
+                    Some(l) => self.show_load(&l),
+                    None => "?".into(),
+                };
+                self.say(format!("meta mark set {value}"));
+            }
+            Expr::MetaSet { key, .. } => {
+                self.loads.pop();
+                self.say(format!("meta key {key} set"));
+            }
             Expr::Payload { base, offset, len, .. } => {
                 let load = match (*base, *offset, *len) {
                     (NFT_PAYLOAD_NETWORK_HEADER, o, l) if !self.v6 && (o == 12 || o == 16) && l <= 4 => {
@@ -137,8 +158,9 @@ impl Printer {
             }
             Expr::Ct { key: NFT_CT_STATE, .. } => self.loads.push(Load::CtState { mask: None }),
             Expr::Ct { key, .. } => self.loads.push(Load::Other(format!("ct key {key}"))),
-            Expr::Bitwise { mask, .. } => match self.loads.last_mut() {
+            Expr::Bitwise { mask, xor, .. } => match self.loads.last_mut() {
                 Some(Load::Addr { mask: m, .. }) | Some(Load::CtState { mask: m }) => *m = Some(mask.clone()),
+                Some(Load::Mark { bits }) => *bits = Some((mask.clone(), xor.clone())),
                 _ => self.say("bitwise"),
             },
             Expr::Cmp { op: NFT_CMP_GTE, data: lo, .. } if matches!(next, Some(Expr::Cmp { op: NFT_CMP_LTE, .. })) => {
@@ -153,6 +175,20 @@ impl Printer {
                 let neg = if *inv { "!= " } else { "" };
                 self.say(format!("{} {neg}@{set}", keys.join(" . ")));
             }
+            Expr::Fib { flags: NFTA_FIB_F_DADDR, result: NFT_FIB_RESULT_OIFNAME, .. } => {
+                self.loads.push(Load::FibOifname)
+            }
+            Expr::Fib { .. } => self.loads.push(Load::Other("fib".into())),
+            Expr::Immediate { data, .. } => self.loads.push(Load::Value(data.clone())),
+            Expr::Redir { .. } => {
+                let w = match self.loads.pop() {
+                    Some(Load::Value(port)) if port.len() >= 2 => {
+                        format!("redirect to :{}", u16::from_be_bytes([port[0], port[1]]))
+                    }
+                    _ => "redirect".to_string(),
+                };
+                self.say(w);
+            }
             Expr::Counter { .. } => self.say("counter"),
             Expr::Limit { rate, unit, burst, ty: 0, flags: 0 } => {
                 let unit = crate::net::Limit { rate: *rate, unit: *unit, burst: *burst }.unit_word();
@@ -165,6 +201,7 @@ impl Printer {
                     (NF_ACCEPT, _) => "accept".to_string(),
                     (NF_DROP, _) => "drop".to_string(),
                     (NFT_RETURN, _) => "return".to_string(),
+                    (NFT_CONTINUE, _) => "continue".to_string(),
                     (NFT_JUMP, Some(c)) => format!("jump {c}"),
                     (NFT_GOTO, Some(c)) => format!("goto {c}"),
                     (c, _) => format!("verdict {c}"),
@@ -216,7 +253,7 @@ impl Printer {
             _ => "<op> ",
         };
         let value = match &load {
-            Load::Meta(NFT_META_IIFNAME | NFT_META_OIFNAME) => iface_name(data),
+            Load::Meta(NFT_META_IIFNAME | NFT_META_OIFNAME) | Load::FibOifname => iface_name(data),
             Load::Meta(NFT_META_NFPROTO) => {
                 self.v6 = data.first() == Some(&(NFPROTO_IPV6));
                 let word = if self.v6 { "ipv6" } else { "ipv4" };
@@ -248,6 +285,7 @@ impl Printer {
             },
             Load::Addr { v6, len, mask, .. } => prefix(*v6, *len, mask.as_deref(), data),
             Load::Dport if data.len() == 2 => u16::from_be_bytes([data[0], data[1]]).to_string(),
+            Load::Mark { .. } => mark_hex(data),
             Load::CtState { mask: Some(mask) } if op == NFT_CMP_EQ && data.iter().all(|b| *b == 0) => {
                 let bits = u32::from_ne_bytes(mask.get(..4).and_then(|m| m.try_into().ok()).unwrap_or([0; 4]));
                 return self.say(format!("ct state & ({}) == 0", ct_bits(bits)));
@@ -262,6 +300,11 @@ impl Printer {
                 format!("{p} dport")
             }
             _ => self.show_load(&load),
+        };
+        // A masked mark reads `meta mark & 0x01000000 == 0x01000000`, as nft prints it.
+        let neg = match (&load, op) {
+            (Load::Mark { bits: Some(_) }, NFT_CMP_EQ) => "== ",
+            _ => neg,
         };
         self.say(format!("{key} {neg}{value}"));
     }
@@ -278,6 +321,10 @@ impl Printer {
             }
             Load::Dport => "th dport".into(),
             Load::CtState { .. } => "ct state".into(),
+            Load::Mark { bits: None } => "meta mark".into(),
+            Load::FibOifname => "fib daddr oifname".into(),
+            Load::Value(v) => hex(v),
+            Load::Mark { bits: Some((mask, xor)) } => mark_math(mask, xor),
             Load::Other(s) => s.clone(),
         }
     }
@@ -386,6 +433,26 @@ fn ct_bits(bits: u32) -> String {
     const NAMES: [(u32, &str); 4] = [(1 << 1, "established"), (1 << 2, "related"), (1, "invalid"), (1 << 3, "new")];
     let names: Vec<&str> = NAMES.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect();
     names.join(" | ")
+}
+
+/// A host-endian u32 register value as nft prints marks: `0x01000000`.
+fn mark_hex(data: &[u8]) -> String {
+    match <[u8; 4]>::try_from(data) {
+        Ok(b) => format!("0x{:08x}", u32::from_ne_bytes(b)),
+        Err(_) => hex(data),
+    }
+}
+
+/// `meta mark & MASK ^ XOR` as nft reads it: `meta mark | BITS` when the mask keeps all else
+/// and the xor sets exactly what it clears, `meta mark & MASK` when nothing is set.
+fn mark_math(mask: &[u8], xor: &[u8]) -> String {
+    let word = |d: &[u8]| <[u8; 4]>::try_from(d).map(u32::from_ne_bytes).ok();
+    match (word(mask), word(xor)) {
+        (Some(m), Some(0)) => format!("meta mark & 0x{m:08x}"),
+        (Some(m), Some(x)) if m == !x => format!("meta mark | 0x{x:08x}"),
+        (Some(m), Some(x)) => format!("meta mark & 0x{m:08x} ^ 0x{x:08x}"),
+        _ => format!("meta mark & {} ^ {}", hex(mask), hex(xor)),
+    }
 }
 
 fn hex(data: &[u8]) -> String {

@@ -236,6 +236,11 @@ impl Dockerd {
         self._servers = servers;
     }
 
+    /// dockerd's API socket, for `egress-guard --docker-host`.
+    pub fn socket(&self) -> String {
+        self.dir.join("docker.sock").to_string_lossy().into_owned()
+    }
+
     /// What to pass as `egress-guard --netns`.
     pub fn netns(&self) -> &str {
         self.host.name()
@@ -282,12 +287,24 @@ impl Dockerd {
 
     /// A container to configure and [`ContainerSpec::run`].
     pub fn container<'a>(&'a self, name: &str) -> ContainerSpec<'a> {
-        ContainerSpec { dockerd: self, name: name.to_owned(), network: None, publish: Vec::new(), command: None }
+        ContainerSpec {
+            dockerd: self,
+            name: name.to_owned(),
+            network: None,
+            publish: Vec::new(),
+            command: None,
+            labels: Vec::new(),
+        }
     }
 
     /// `docker network create` with the next subnets of the address plan: 172.18.N.0/24 and,
     /// with IPv6, fd00:18::N:0:0:0/80 (inside the fd00:18::/64 the probes accept).
     pub fn network(&self, name: &str) -> Network {
+        self.network_labelled(name, &[])
+    }
+
+    /// [`Dockerd::network`] with `--label KEY=VALUE` for each pair.
+    pub fn network_labelled(&self, name: &str, labels: &[(&str, &str)]) -> Network {
         let n = self.next_network.fetch_add(1, Ordering::Relaxed);
         assert!(n < 256, "out of 172.18.N.0/24 subnets");
         let v4 = format!("172.18.{n}.0/24");
@@ -295,6 +312,10 @@ impl Dockerd {
         let mut args = vec!["network", "create", "--driver", "bridge", "--subnet", &v4];
         if let Some(v6) = &v6 {
             args.extend(["--ipv6", "--subnet", v6]);
+        }
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        for l in &labels {
+            args.extend(["--label", l]);
         }
         args.push(name);
         let id = self.docker(&args);
@@ -429,9 +450,16 @@ pub struct ContainerSpec<'a> {
     network: Option<String>,
     publish: Vec<String>,
     command: Option<Vec<String>>,
+    labels: Vec<String>,
 }
 
 impl ContainerSpec<'_> {
+    /// `--label KEY=VALUE`.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.push(format!("{key}={value}"));
+        self
+    }
+
     pub fn network(mut self, network: &Network) -> Self {
         self.network = Some(network.name.clone());
         self
@@ -456,6 +484,9 @@ impl ContainerSpec<'_> {
         }
         for spec in &self.publish {
             args.extend(["-p", spec]);
+        }
+        for l in &self.labels {
+            args.extend(["--label", l]);
         }
         args.push(image::IMAGE);
         let echo = ["nc", "-ll", "-p", "80", "-e", "cat"].map(String::from).to_vec();

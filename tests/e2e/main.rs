@@ -35,6 +35,7 @@ mod timeline;
 mod apply;
 mod blame;
 mod early;
+mod labels;
 mod restarts;
 
 /// The harness of the emulated tests, shared file for file: namespaces, probes, echo servers,

@@ -36,6 +36,18 @@ pub fn encode(family: Family, rule: &IptRule) -> (Vec<Expr>, Compat) {
         e.push(Expr::Payload { dreg: NFT_REG_1, base: NFT_PAYLOAD_TRANSPORT_HEADER, offset: 2, len: 2 });
         e.push(cmp(NFT_CMP_EQ, port.to_be_bytes().to_vec()));
     }
+    if let Some(bit) = rule.mark {
+        // `-m mark --mark B/B` is native: meta mark, `& B`, `== B`, the mark host-endian.
+        e.push(Expr::Meta { key: NFT_META_MARK, dreg: NFT_REG_1 });
+        e.push(Expr::Bitwise {
+            sreg: NFT_REG_1,
+            dreg: NFT_REG_1,
+            len: 4,
+            mask: bit.to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        });
+        e.push(cmp(NFT_CMP_EQ, bit.to_ne_bytes().to_vec()));
+    }
     if let Some(ct) = &rule.ctstate {
         e.push(Expr::Match { name: Conntrack::NAME.into(), rev: Conntrack::REV, info: ct.encode() });
     }
@@ -199,6 +211,7 @@ impl Decoder<'_> {
                     let (_, data) = self.cmp()?;
                     r.dport = Some(u16::from_be_bytes(data.try_into().ok()?));
                 }
+                Expr::Meta { key, .. } if key == NFT_META_MARK => r.mark = Some(self.mark()?),
                 Expr::Match { name, info, .. } if name == Conntrack::NAME => {
                     r.ctstate = Some(Conntrack::decode(&info)?)
                 }
@@ -213,6 +226,14 @@ impl Decoder<'_> {
                 _ => return None,
             }
         }
+    }
+
+    /// `& BIT == BIT`; other masks are not ours (re-encoding checks the rest).
+    fn mark(&mut self) -> Option<u32> {
+        let Expr::Bitwise { mask, .. } = self.next()? else { return None };
+        let bit = u32::from_ne_bytes(mask.as_slice().try_into().ok()?);
+        self.cmp()?;
+        Some(bit)
     }
 
     fn iface(&mut self) -> Option<IfaceMatch> {
@@ -328,11 +349,15 @@ mod tests {
         log.action = Action::Log { prefix: "egress: ".into() };
         let mut nflog = guard("br-+");
         nflog.action = Action::Nflog { group: 5, prefix: None };
+        let mut marked = guard("docker0");
+        marked.ctstate = None;
+        marked.mark = Some(0x0100_0000);
+        marked.action = Action::Return;
         let mut reset = guard("br-+");
         reset.proto = Some(Proto::Tcp);
         reset.action = Action::Reject(RejectWith::TcpReset);
         for family in Family::ALL {
-            for rule in [guard("docker0"), guard("br-+"), log.clone(), nflog.clone(), reset.clone()] {
+            for rule in [guard("docker0"), guard("br-+"), log.clone(), nflog.clone(), reset.clone(), marked.clone()] {
                 let (e, _) = encode(family, &rule);
                 assert_eq!(decode(family, &e), Some(rule), "{family:?}");
             }

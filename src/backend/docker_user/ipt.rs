@@ -90,6 +90,8 @@ pub struct IptRule {
     pub dst: Option<AddrMatch>,
     /// `-m tcp/udp --dport PORT`; needs `proto`.
     pub dport: Option<u16>,
+    /// `-m mark --mark BIT/BIT`: the packet carries this mark bit.
+    pub mark: Option<u32>,
     pub ctstate: Option<Conntrack>,
     pub limit: Option<Limit>,
     pub comment: Option<String>,
@@ -106,6 +108,7 @@ impl IptRule {
             src: None,
             dst: None,
             dport: None,
+            mark: None,
             ctstate: None,
             limit: None,
             comment: None,
@@ -134,6 +137,10 @@ impl IptRule {
             if let Some(port) = self.dport {
                 let _ = write!(s, " -m {} --dport {port}", p.name());
             }
+        }
+        if let Some(bit) = self.mark {
+            // libxt_mark prints `mark/mask` unless the mask is all ones.
+            let _ = write!(s, " -m mark --mark {bit:#x}/{bit:#x}");
         }
         if let Some(ct) = &self.ctstate {
             let _ = write!(s, " -m conntrack {}--ctstate {}", neg(ct.invert), Conntrack::state_names(ct.states));

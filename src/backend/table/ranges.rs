@@ -84,6 +84,48 @@ pub fn subtract(outer: Range, holes: &[Range]) -> Vec<Range> {
     out
 }
 
+/// `(source, destination)` pairs made disjoint: the sources are cut where any of them begins
+/// or ends, each piece gets every destination of the sources that cover it (merged), and
+/// neighbouring pieces with the same destinations are joined again. A container's own
+/// allowances inside its network's (a /32 inside a /16) then become three pieces, none
+/// overlapping another, as pipapo sets require.
+pub fn disjoint_pairs(entries: &[(Range, Range)]) -> Vec<(Range, Range)> {
+    use std::collections::BTreeMap;
+    // Sweep over the source axis: entries open at their `lo` and close past their `hi`.
+    let mut events: BTreeMap<u128, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+    for (i, (src, _)) in entries.iter().enumerate() {
+        events.entry(src.lo).or_default().0.push(i);
+        if let Some(past) = src.hi.checked_add(1) {
+            events.entry(past).or_default().1.push(i);
+        }
+    }
+    let mut active: BTreeMap<usize, Range> = BTreeMap::new();
+    let mut pieces: Vec<(Range, Vec<Range>)> = Vec::new();
+    let points: Vec<u128> = events.keys().copied().collect();
+    for (n, at) in points.iter().enumerate() {
+        let (open, close) = &events[at];
+        for i in close {
+            active.remove(i);
+        }
+        for &i in open {
+            active.insert(i, entries[i].1);
+        }
+        if active.is_empty() {
+            continue;
+        }
+        let hi = match points.get(n + 1) {
+            Some(next) => next - 1,
+            None => entries.iter().map(|(s, _)| s.hi).max().unwrap_or(*at),
+        };
+        let dests = merge(active.values().copied().collect());
+        match pieces.last_mut() {
+            Some((last, d)) if last.hi.checked_add(1) == Some(*at) && *d == dests => last.hi = hi,
+            _ => pieces.push((Range { lo: *at, hi }, dests)),
+        }
+    }
+    pieces.into_iter().flat_map(|(src, dests)| dests.into_iter().map(move |d| (src, d))).collect()
+}
+
 /// Elements of a one-field interval set (rbtree): each range opens with its first address and
 /// is closed by the first address past it, flagged INTERVAL_END (none when the range runs to
 /// the end of the address space).
@@ -152,6 +194,34 @@ mod tests {
         assert_eq!(keys, [(vec![10, 0, 0, 0], 0), (vec![11, 0, 0, 0], 1), (vec![255, 255, 255, 0], 0)]);
         let v6 = interval_elems(Family::V6, &[r("2001:db8::/32")]);
         assert_eq!(v6[1].key, key(Family::V6, u128::from("2001:db9::".parse::<Ipv6Addr>().unwrap())));
+    }
+
+    #[test]
+    fn pairs_are_cut_where_a_container_sits_inside_its_network() {
+        let net = (r("172.18.0.0/16"), r("198.51.100.0/24"));
+        let web = (r("172.18.0.2/32"), r("203.0.113.7/32"));
+        let db = (r("172.18.0.3/32"), r("198.51.100.0/25"));
+        let pairs = disjoint_pairs(&[web, net, db]);
+        let two = r("172.18.0.2/32");
+        assert_eq!(
+            pairs,
+            [
+                (Range { lo: r("172.18.0.0/16").lo, hi: two.lo - 1 }, r("198.51.100.0/24")),
+                (two, r("198.51.100.0/24")),
+                (two, r("203.0.113.7/32")),
+                // db's destination is inside the network's: nothing of its own is left.
+                (Range { lo: two.lo + 1, hi: r("172.18.0.0/16").hi }, r("198.51.100.0/24")),
+            ]
+        );
+        for (i, (s1, d1)) in pairs.iter().enumerate() {
+            for (s2, d2) in &pairs[i + 1..] {
+                let overlap = |a: &Range, b: &Range| a.lo <= b.hi && b.lo <= a.hi;
+                assert!(!(overlap(s1, s2) && overlap(d1, d2)), "{s1:?} {d1:?} / {s2:?} {d2:?}");
+            }
+        }
+        assert_eq!(disjoint_pairs(&[]), []);
+        let everything = Range { lo: 0, hi: u32::MAX as u128 };
+        assert_eq!(disjoint_pairs(&[(everything, r("10.0.0.0/8"))]), [(everything, r("10.0.0.0/8"))]);
     }
 
     #[test]

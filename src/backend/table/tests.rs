@@ -21,8 +21,10 @@ fn judge(state: &TableState, p: &Policy) -> PlaceReport {
     super::judge(state, &plan(p), &Family::ALL)
 }
 
+/// The chain's rules in nft syntax, without the digest rule (see `the_digest_follows_the_elements`).
 fn texts<'a>(plan: &'a TablePlan, chain: &str) -> Vec<&'a str> {
-    plan.chains.iter().filter(|c| c.name == chain).flat_map(|c| &c.rules).map(|r| r.text.as_str()).collect()
+    let rules = plan.chains.iter().filter(|c| c.name == chain).flat_map(|c| &c.rules);
+    rules.filter(|r| !is_digest(Some(&r.userdata))).map(|r| r.text.as_str()).collect()
 }
 
 fn set<'a>(plan: &'a TablePlan, name: &str) -> &'a layout::SetPlan {
@@ -58,25 +60,30 @@ fn allow_log_tcp_reset_and_block_host() {
     let head = "add rule inet egress_guard forward iifname \"docker0\" oifname != \"docker0\"";
     let new = "ct state & (established | related) == 0";
     let tail = "comment \"egress-guard\"";
+    let mark = "counter meta mark set meta mark | 0x01000000 comment \"egress-guard\"";
     assert_eq!(
         texts(&plan, FORWARD),
         [
-            format!("{head} ip daddr @allow4 counter accept {tail}"),
-            format!("{head} ip daddr . meta l4proto . th dport @allow4_port counter accept {tail}"),
-            format!("{head} ip6 daddr . meta l4proto . th dport @allow6_port counter accept {tail}"),
+            format!("add rule inet egress_guard forward counter meta mark set meta mark & 0xfeffffff {tail}"),
+            format!("add rule inet egress_guard forward ip daddr @allow4 {mark}"),
+            format!("add rule inet egress_guard forward ip daddr . meta l4proto . th dport @allow4_port {mark}"),
+            format!("add rule inet egress_guard forward ip6 daddr . meta l4proto . th dport @allow6_port {mark}"),
+            format!("{head} meta mark & 0x01000000 == 0x01000000 counter accept {tail}"),
             format!("{head} {new} limit rate 10/minute burst 5 packets counter log prefix \"egress-guard: tcp-reset\" group 5 {tail}"),
             format!("{head} {new} meta l4proto tcp counter reject with tcp reset {tail}"),
             format!("{head} {new} counter reject with icmpx port-unreachable {tail}"),
         ]
     );
-    // Input: neighbour discovery first, then the same selector without the output interface.
+    // Input: neighbour discovery first, then the marks, then the same selector without the
+    // output interface.
     let input = texts(&plan, INPUT);
     assert_eq!(input[0], format!("add rule inet egress_guard input icmpv6 type 133-137 counter accept {tail}"));
+    assert_eq!(input[2], format!("add rule inet egress_guard input ip daddr @allow4 {mark}"));
     assert_eq!(
-        input[1],
-        format!("add rule inet egress_guard input iifname \"docker0\" ip daddr @allow4 counter accept {tail}")
+        input[5],
+        format!("add rule inet egress_guard input iifname \"docker0\" meta mark & 0x01000000 == 0x01000000 counter accept {tail}")
     );
-    assert_eq!(input.len(), 7);
+    assert_eq!(input.len(), 9);
     // Overlapping networks are merged: the kernel refuses overlapping intervals.
     assert_eq!(
         set(&plan, "allow4").text,
@@ -113,6 +120,7 @@ fn a_bridge_with_subnets_of_one_family_guards_the_other_family_whole() {
     let planned = plan(&p);
     let rules = texts(&planned, FORWARD);
     assert_eq!(rules.len(), 2);
+    assert!(planned.digest().is_some(), "the subnet sets are the policy's");
     assert!(
         rules[0].contains("oifname != \"docker0\" ip saddr @subnets4 ip saddr . ip daddr != @same_subnet4 ct state")
     );
@@ -128,8 +136,7 @@ fn nested_subnets_pair_each_source_with_its_innermost_subnet() {
         "add set inet egress_guard same_subnet4 { type ipv4_addr . ipv4_addr; flags interval; elements = { \
          10.0.0.0/16 . 10.0.0.0/8, 10.2.0.0-10.255.255.255 . 10.0.0.0/8, 10.1.0.0/16 . 10.1.0.0/16 } }"
     );
-    let pair = &set(&plan, "same_subnet4").elems[2];
-    assert_eq!(pair.key, [10, 1, 0, 0, 10, 1, 0, 0]);
+    let pair = set(&plan, "same_subnet4").elems.iter().find(|e| e.key == [10, 1, 0, 0, 10, 1, 0, 0]).unwrap();
     assert_eq!(pair.key_end.as_deref(), Some(&[10, 1, 255, 255, 10, 1, 255, 255][..]));
     assert_eq!(set(&plan, "subnets4").text.matches("10.0.0.0/8").count(), 1, "merged");
 }
@@ -157,16 +164,24 @@ fn nft_rules() -> Vec<NftRule> {
 #[test]
 fn rules_are_the_expressions_nft_writes() {
     let nft = nft_rules();
-    let default = plan(&Policy::default());
-    let subnets = plan(&spec().iface(&["docker0"]).subnet(&["172.17.0.0/16"]).refusal(Refusal::Drop).policy());
-    let ports = plan(&spec().iface(&["docker0"]).allow(&["[2001:db8::53]:53/udp"]).policy());
-    let ours = [&default.chains[0].rules[1], &subnets.chains[0].rules[0], &ports.chains[0].rules[0]];
-    assert_eq!(nft.len(), ours.len());
-    for (theirs, ours) in nft.iter().zip(ours) {
-        let ours = ours.to_rule(FORWARD);
-        assert_eq!(ours.exprs, theirs.exprs, "{}", ours.exprs.len());
-        assert_eq!(ours.userdata, theirs.userdata);
-        assert_eq!((ours.family, ours.table.as_str(), ours.chain.as_str()), (theirs.family, TABLE, FORWARD));
+    let policies = [
+        Policy::default(),
+        spec().iface(&["docker0"]).subnet(&["172.17.0.0/16"]).refusal(Refusal::Drop).policy(),
+        Policy { per_source: true, ..spec().iface(&["docker0"]).allow(&["[2001:db8::53]:53/udp"]).policy() },
+    ];
+    let plans: Vec<TablePlan> = policies.iter().map(plan).collect();
+    let ours: Vec<NftRule> =
+        plans.iter().flat_map(|p| &p.chains).flat_map(|c| c.rules.iter().map(|r| r.to_rule(c.name))).collect();
+    assert_eq!(nft.len(), 9);
+    for theirs in &nft {
+        // The digest rule's comment holds another digest: the same form, 16 hex digits.
+        let digest = |r: &NftRule| r.userdata.as_deref().and_then(layout::comment_of).map(|c| c.len());
+        let same_comment = |r: &NftRule| {
+            r.userdata == theirs.userdata || (is_digest(r.userdata.as_deref()) && digest(r) == digest(theirs))
+        };
+        let found = ours.iter().find(|r| r.exprs == theirs.exprs && same_comment(r));
+        let found = found.unwrap_or_else(|| panic!("nft's rule is none of ours: {}", text::rule(theirs)));
+        assert_eq!((found.family, found.table.as_str(), found.chain.as_str()), (theirs.family, TABLE, FORWARD));
     }
 }
 
@@ -175,8 +190,8 @@ fn kernel_state(plan: &TablePlan) -> TableState {
     let chain = |c: &layout::ChainPlan| {
         let def = ChainDef {
             name: c.name.into(),
-            hook: Some((c.hook, PRIORITY)),
-            ty: Some("filter".into()),
+            hook: Some((c.hook, c.priority)),
+            ty: Some(c.kind.into()),
             policy: Some(NF_ACCEPT as u32),
         };
         let rules = c
@@ -202,7 +217,7 @@ fn kernel_state(plan: &TablePlan) -> TableState {
         .map(|s| {
             let mut elems = s.elems.clone();
             elems.sort();
-            (s.set.clone(), elems)
+            (s.set.clone(), Some(elems))
         })
         .collect();
     TableState {
@@ -235,7 +250,7 @@ fn what_the_kernel_holds_as_planned_is_in_place_and_sends_nothing() {
     assert_eq!(differences(&state, &plan(&p)), Vec::<String>::new());
     let mut batch = BatchBuilder::new(1, 1);
     let step = sync(&mut batch, &state, &p).unwrap();
-    assert_eq!(step.change, Change::Unchanged);
+    assert_eq!(step.change, Change::Unchanged, "{step:?}");
     assert!(batch.is_empty());
     let status = judge(&state, &p);
     assert_eq!((status.verdict, status.reached, status.foreign_rules), (Verdict::InPlace, true, 0));
@@ -248,7 +263,7 @@ fn drift_is_named() {
     let planned = plan(&p);
     let mut state = kernel_state(&planned);
     state.chains[0].1.remove(1);
-    state.sets[0].1.pop();
+    state.sets[0].1.as_mut().unwrap().pop();
     let mut foreign = state.chains[1].1[0].clone();
     foreign.userdata = None;
     state.chains[1].1.push(foreign);
@@ -263,7 +278,7 @@ fn drift_is_named() {
                 planned.chains[1].rules.len() + 1,
                 planned.chains[1].rules.len()
             ),
-            format!("set {} differs from the policy", planned.sets[0].set.name),
+            format!("set {} differs from the policy (1 missing, 1 not planned)", planned.sets[0].set.name),
         ]
     );
     let status = judge(&state, &p);

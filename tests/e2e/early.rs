@@ -27,11 +27,11 @@ use nix::sys::socket::{recvmsg, setsockopt, socket, sockopt, AddressFamily, Cont
 use nix::sys::socket::{SockFlag, SockProtocol, SockType};
 use nix::sys::time::{TimeSpec, TimeVal};
 
-use crate::harness::{Netns, INTERNET_V4, INTERNET_V6, SERVICE_PORT};
+use crate::harness::{Netns, Watch, INTERNET_V4, INTERNET_V6, SERVICE_PORT};
 use crate::{require_dockerd, Dockerd, Options};
 
 /// The label every run's container carries, and what the book must show.
-const ALLOW: &str = "198.51.100.2/32:80/tcp";
+const ALLOW: &str = "198.51.100.2/32:80/tcp,[2001:db8::2/128]:80/tcp";
 
 /// One container's start, on one clock.
 #[derive(Clone, Debug)]
@@ -481,4 +481,83 @@ fn a_dropped_first_syn_is_sent_again_a_second_later_and_connects() {
         gaps[0],
         gaps[9]
     );
+}
+
+/// The whole path under `watch`: a labelled container whose entrypoint dials at once, `runs`
+/// times per case; counts the connections made, and those whose first SYN went through (a
+/// refused first SYN is retried a second later, over veth even an ICMP-rejected one, so
+/// "connected" alone would hide a lost race). An unlabelled container first shows that the
+/// guard is closed.
+#[test]
+#[ignore = "takes minutes: run with --ignored (EG_EARLY_RUNS runs per case, default 50)"]
+fn with_watch_a_container_that_dials_at_once_gets_through_at_the_first_syn() {
+    require_dockerd!();
+    let runs: usize = std::env::var("EG_EARLY_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(50);
+    let dk = Dockerd::start(Options::default());
+    let net = dk.network("early_net");
+    let clocks = Clocks::start(&dk);
+    let _watch = Watch::start(&dk.host, &["--docker-host", &dk.socket()]);
+    let label = format!("egress-guard.allow={ALLOW}");
+    let dial = |name: &str, network: Option<&str>, target: IpAddr, labelled: bool| -> (bool, usize) {
+        let (ip, port) = (target.to_string(), SERVICE_PORT.to_string());
+        let mut args = vec!["run", "-d", "--name", name];
+        if labelled {
+            args.extend(["--label", &label]);
+        }
+        if let Some(network) = network {
+            args.extend(["--network", network]);
+        }
+        args.extend([crate::image::IMAGE, "nc", "-w", "3", &ip, &port]);
+        let id = dk.docker(&args);
+        let code = dk.docker(&["wait", name]);
+        let _ = dk.try_docker(&["rm", "-f", name]);
+        // The book kept its addresses (the inspect after the exit has none).
+        let kept = clocks.complete.lock().unwrap().get(name).map(|(_, a)| a.clone()).unwrap_or_default();
+        let address = kept.into_iter().find(|a| a.is_ipv4() == target.is_ipv4());
+        let mut syns: Vec<SystemTime> = clocks
+            .packets
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, src, dst, port)| Some(*src) == address && *dst == target && *port == SERVICE_PORT)
+            .map(|(at, ..)| *at)
+            .collect();
+        syns.dedup_by(|later, earlier| ms(*earlier, *later) < 1.0);
+        clocks.packets.lock().unwrap().clear();
+        assert!(labelled || address.is_none() || !syns.is_empty(), "{name} ({id}, {address:?}): no SYN seen");
+        (code == "0", syns.len())
+    };
+    // watch is up and closed: an unlabelled container does not get out (retried until watch
+    // has written its table).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    while dial(&format!("closed-{n}"), None, INTERNET_V4.into(), false).0 {
+        assert!(Instant::now() < deadline, "watch never closed egress");
+        n += 1;
+    }
+    let cases: [(&str, Option<&str>, IpAddr); 4] = [
+        ("default bridge, IPv4", None, INTERNET_V4.into()),
+        ("user network, IPv4", Some(&net.name), INTERNET_V4.into()),
+        ("default bridge, IPv6", None, INTERNET_V6.into()),
+        ("user network, IPv6", Some(&net.name), INTERNET_V6.into()),
+    ];
+    let mut report = Vec::new();
+    for (c, (label, network, target)) in cases.into_iter().enumerate() {
+        let closed = !dial(&format!("unlabelled-{c}"), network, target, false).0;
+        let (mut connected, mut first_syn) = (0, 0);
+        for i in 0..runs {
+            let (ok, syns) = dial(&format!("dial-{c}-{i}"), network, target, true);
+            connected += usize::from(ok);
+            first_syn += usize::from(ok && syns == 1);
+        }
+        report.push(format!(
+            "{label}: unlabelled {}; labelled connected {connected} of {runs}, at the first SYN {first_syn} of {runs}",
+            if closed { "refused" } else { "GOT OUT" }
+        ));
+    }
+    println!("dockerd {} under watch:\n{}", dk.version(), report.join("\n"));
+    for line in &report {
+        assert!(line.contains("unlabelled refused"), "{line}");
+        assert!(line.ends_with(&format!("at the first SYN {runs} of {runs}")), "{line}");
+    }
 }

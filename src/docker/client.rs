@@ -110,10 +110,25 @@ impl Client {
         self.get(&format!("/containers/{}/json", segment(id)?))
     }
 
+    /// One container as the list shows it, running or not; `None` if there is no such
+    /// container. Unlike an inspect, which waits while dockerd is starting the container (it
+    /// holds the container's lock from before its network connect until after its process
+    /// runs), the list answers at once, from dockerd's in-memory view: the labels are there,
+    /// the addresses not yet.
+    pub fn container_summary(&self, id: &str) -> Result<Option<ContainerSummary>, DockerError> {
+        // filters={"id":["ID"]}; dockerd matches it as an unanchored pattern, hence the pick.
+        let id = segment(id)?;
+        let list: Vec<ContainerSummary> =
+            self.get(&format!("/containers/json?all=1&filters=%7B%22id%22%3A%5B%22{id}%22%5D%7D"))?;
+        Ok(list.into_iter().find(|c| c.id == id))
+    }
+
     pub fn networks(&self) -> Result<Vec<Network>, DockerError> {
         self.get("/networks")
     }
 
+    /// One network, with its endpoints ([`Network::containers`]): a container's addresses are
+    /// there as soon as its `network connect` event is out, while its inspect still waits.
     pub fn network(&self, id: &str) -> Result<Network, DockerError> {
         self.get(&format!("/networks/{}", segment(id)?))
     }
@@ -293,6 +308,24 @@ mod tests {
         assert_eq!(list.len(), 2);
         let request = String::from_utf8(server.join().unwrap()).unwrap();
         assert!(request.starts_with("GET /containers/json HTTP/1.1\r\nHost: docker\r\n"), "{request}");
+    }
+
+    #[test]
+    fn one_container_from_the_list_by_id() {
+        let (dir, server) = serve_once("start/connect-1-summary.http");
+        let id = "36bee288496d76f859b0ef0c43e1c131382041f4231f8b9d3fcbeb5488dd6a01";
+        let summary = client(&dir).container_summary(id).unwrap().unwrap();
+        assert_eq!((summary.id.as_str(), summary.state.as_str()), (id, "created"));
+        assert_eq!(summary.labels["egress-guard.allow"], "198.51.100.53/32:53/udp");
+        // Listed at the connect: the network is there, its address not yet.
+        assert_eq!(summary.network_settings.networks["bridge"].ip_address, "");
+        let request = String::from_utf8(server.join().unwrap()).unwrap();
+        let path = format!("/containers/json?all=1&filters=%7B%22id%22%3A%5B%22{id}%22%5D%7D");
+        assert!(request.starts_with(&format!("GET {path} HTTP/1.1\r\n")), "{request}");
+        // Another id that the pattern happens to match is not it.
+        let (dir, server) = serve_once("start/connect-1-summary.http");
+        assert_eq!(client(&dir).container_summary("36bee288496d").unwrap(), None);
+        server.join().unwrap();
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! then take the snapshot (so nothing between the two is missed), then apply events as they
 //! come; when dockerd goes away, say why, retry with backoff, and rebuild from a fresh snapshot.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -144,6 +145,41 @@ impl Follower {
         }
     }
 
+    /// Waits until the book's [`AddressBook::policy_revision`] is no longer `seen` (at once if
+    /// it already is not), then runs `f` on book and state under the same lock, and returns the
+    /// revision `f` saw with its result; `None` after `timeout`, or when the follower stops.
+    ///
+    /// What is guaranteed: the follower changes the book and wakes this wait in one critical
+    /// section, so a starting container's addresses and labels reach `f` one `GET /networks/ID`
+    /// after its `network connect` event was read (two requests if the follower missed its
+    /// create), and a container that died is out of [`AddressBook::containers`] (one that left
+    /// a network has lost that network's addresses) as soon as that event is read, with no
+    /// request. The follower waits for the lock while `f` runs: keep `f` short (compute, then
+    /// write elsewhere).
+    pub fn next_change<R>(
+        &self,
+        seen: u64,
+        timeout: Duration,
+        f: impl FnOnce(&AddressBook, &DockerState) -> R,
+    ) -> Option<(u64, R)> {
+        let deadline = Instant::now() + timeout;
+        let mut shared = self.inner.lock();
+        loop {
+            if self.inner.stopping() {
+                return None;
+            }
+            let revision = shared.book.policy_revision();
+            if revision != seen {
+                return Some((revision, f(&shared.book, &shared.state)));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            shared = self.inner.changed.wait_timeout(shared, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
     /// Stops the thread and waits for it.
     pub fn stop(mut self) {
         self.halt();
@@ -246,16 +282,27 @@ fn session(client: &Client, options: &FollowOptions, inner: &Inner, backoff: &mu
     }
 }
 
-/// Applies one event, fetching what the book asks for (outside the lock).
+/// Applies one event, fetching what the book asks for (outside the lock), in order.
 fn apply(client: &Client, inner: &Inner, event: &Event) -> Result<(), DockerError> {
-    let mut fetches = Vec::new();
-    inner.update(|shared| fetches = shared.book.on_event(event));
-    for fetch in fetches {
+    let mut fetches = VecDeque::new();
+    inner.update(|shared| fetches.extend(shared.book.on_event(event)));
+    while let Some(fetch) = fetches.pop_front() {
         match fetch {
             Fetch::Network { id } => match client.network(&id) {
                 Ok(network) => inner.update(|shared| shared.book.learn_network(network)),
                 // Removed again already; its destroy event follows.
                 Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            },
+            Fetch::Summary { id, at } => match client.container_summary(&id)? {
+                Some(summary) => inner.update(|shared| shared.book.learn_container(Container::from(&summary), at)),
+                None => inner.update(|shared| shared.book.forget(&id, at)),
+            },
+            Fetch::Endpoint { network, container, at } => match client.network(&network) {
+                Ok(network) => {
+                    inner.update(|shared| fetches.extend(shared.book.learn_endpoint(network, &container, at)))
+                }
+                Err(e) if e.is_not_found() => fetches.push_back(Fetch::Container { id: container, at }),
                 Err(e) => return Err(e),
             },
             Fetch::Container { id, at } => match client.inspect_container(&id) {
@@ -294,5 +341,32 @@ mod tests {
         let started = Instant::now();
         follower.stop();
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn next_change_returns_at_once_when_behind_and_waits_otherwise() {
+        let socket = std::env::temp_dir().join(format!("eg-{}-no-docker-next/docker.sock", std::process::id()));
+        let client = Client::new(&Endpoint { socket });
+        let follower = Arc::new(Follower::spawn(client, FollowOptions::default()).unwrap());
+        // Nothing was ever loaded: the revision is 0, so a caller that saw another is behind.
+        let now = follower.next_change(7, Duration::from_secs(5), |book, _| book.containers().count());
+        assert_eq!(now, Some((0, 0)));
+        let started = Instant::now();
+        assert_eq!(follower.next_change(0, Duration::from_millis(100), |_, _| ()), None);
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        // A waiter is released when the follower stops.
+        let waiter = {
+            let follower = Arc::clone(&follower);
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                (follower.next_change(0, Duration::from_secs(30), |_, _| ()), started.elapsed())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        follower.inner.stop.store(true, Ordering::SeqCst);
+        follower.inner.update(|_| {});
+        let (result, waited) = waiter.join().unwrap();
+        assert_eq!(result, None);
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
     }
 }

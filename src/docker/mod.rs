@@ -23,7 +23,10 @@ pub use book::{AddressBook, Fetch, Holding, Identity, Snapshot};
 pub use client::{Client, EventStream, Stopper};
 pub use endpoint::{endpoint, Endpoint, DEFAULT_SOCKET};
 pub use follow::{DockerState, FollowOptions, Follower};
-pub use model::{Attachment, Compose, Container, ContainerInspect, ContainerSummary, Event, Network, Version};
+pub use model::{
+    Attachment, Compose, Container, ContainerInspect, ContainerSummary, Event, Network, NetworkEndpoint, Version,
+    STARTING,
+};
 
 /// What can go wrong finding or talking to dockerd.
 #[derive(Debug, thiserror::Error)]

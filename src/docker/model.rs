@@ -9,6 +9,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
+/// The state the address book gives a container between its `network connect` and its
+/// `start` (dockerd itself still says `created`, or `exited` for one being restarted).
+pub const STARTING: &str = "starting";
+
+/// Attributes dockerd adds to a `container create` event besides the container's labels (which
+/// it copies in first, so a label of one of these names is shadowed there).
+const CREATE_ATTRIBUTES: &[&str] = &["name", "image"];
+
 /// Labels docker compose puts on the containers it creates.
 pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
@@ -135,6 +143,45 @@ pub struct Network {
     pub enable_ipv6: bool,
     #[serde(rename = "IPAM", default, deserialize_with = "null_default")]
     pub ipam: Ipam,
+    /// Its endpoints by container id, in `GET /networks/ID` only (`GET /networks` sends it
+    /// empty). An endpoint is listed from the moment the container joined the network, which is
+    /// before the `network connect` event and before the container's process runs; one without
+    /// a container yet is keyed `ep-ENDPOINTID`.
+    #[serde(rename = "Containers", default, deserialize_with = "null_default")]
+    pub containers: BTreeMap<String, NetworkEndpoint>,
+}
+
+/// A container's endpoint as `GET /networks/ID` lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct NetworkEndpoint {
+    /// The container's name.
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    #[serde(rename = "MacAddress", default)]
+    pub mac_address: String,
+    /// With its prefix length (`172.17.0.2/16`); empty on networks without addresses (host,
+    /// none).
+    #[serde(rename = "IPv4Address", default)]
+    pub ipv4_address: String,
+    /// Likewise (`fd00:17::242:ac11:2/64`); empty unless the network has IPv6 on.
+    #[serde(rename = "IPv6Address", default)]
+    pub ipv6_address: String,
+}
+
+impl NetworkEndpoint {
+    /// The container's addresses on network `network_id`, as an inspect would show them.
+    pub fn attachment(&self, network_id: &str) -> Attachment {
+        /// An address without its prefix length; dockerd sends the two together.
+        fn address<T: std::str::FromStr>(cidr: &str) -> Option<T> {
+            cidr.split('/').next()?.parse().ok()
+        }
+        Attachment {
+            network_id: network_id.to_string(),
+            ipv4: address(&self.ipv4_address),
+            ipv6: address(&self.ipv6_address),
+            mac: self.mac_address.clone(),
+        }
+    }
 }
 
 impl Network {
@@ -259,7 +306,8 @@ pub struct Container {
     pub name: String,
     pub image: String,
     pub labels: Labels,
-    /// `running`, `created`, `exited`, …
+    /// `running`, `created`, `exited`, … as dockerd says; [`STARTING`] while the address book
+    /// knows its addresses from its `network connect` but has not seen it start.
     pub state: String,
     /// By network name.
     pub networks: BTreeMap<String, Attachment>,
@@ -287,6 +335,30 @@ impl Container {
 
 fn attachments(settings: &NetworkSettings) -> BTreeMap<String, Attachment> {
     settings.networks.iter().map(|(name, e)| (name.clone(), Attachment::from(e))).collect()
+}
+
+impl Container {
+    /// A container as its `container create` event describes it: the labels (the image's and
+    /// its own; dockerd copies them into the event's attributes), its name and image, no
+    /// networks yet. `None` for events of other kinds.
+    pub fn from_create_event(event: &Event) -> Option<Container> {
+        if (event.kind.as_str(), event.action.as_str()) != ("container", "create") || event.actor.id.is_empty() {
+            return None;
+        }
+        let attributes = &event.actor.attributes;
+        let labels = attributes
+            .iter()
+            .filter(|(k, _)| !CREATE_ATTRIBUTES.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()));
+        Some(Container {
+            id: event.actor.id.clone(),
+            name: attributes.get("name").cloned().unwrap_or_default(),
+            image: attributes.get("image").cloned().unwrap_or_default(),
+            labels: labels.collect(),
+            state: "created".to_string(),
+            networks: BTreeMap::new(),
+        })
+    }
 }
 
 impl From<&ContainerSummary> for Container {
@@ -422,6 +494,55 @@ mod tests {
         assert_eq!(start_api.attribute(COMPOSE_PROJECT), Some("proj"));
         assert_eq!(start_api.at(), UNIX_EPOCH + Duration::from_nanos(1796153631804201349));
         assert_eq!(events.iter().filter(|e| e.action == "die").count(), 2);
+    }
+
+    #[test]
+    fn a_network_lists_its_endpoints_with_their_addresses() {
+        let net: Network = body("start/connect-4-network.http");
+        assert_eq!(net.containers.len(), 2);
+        let early = &net.containers["36bee288496d76f859b0ef0c43e1c131382041f4231f8b9d3fcbeb5488dd6a01"];
+        assert_eq!((early.name.as_str(), early.ipv4_address.as_str()), ("early", "172.31.1.3/24"));
+        let attachment = early.attachment(&net.id);
+        assert_eq!(attachment.network_id, net.id);
+        assert_eq!(attachment.ipv4, Some("172.31.1.3".parse().unwrap()));
+        assert_eq!(attachment.ipv6, Some("fd00:31:1::3".parse().unwrap()));
+        assert_eq!(attachment.mac, "02:42:ac:1f:01:03");
+        // On the default bridge dockerd 20.10 derives the IPv6 address from the MAC.
+        let bridge: Network = body("start/connect-1-network.http");
+        let (_, early) = bridge.containers.iter().next().unwrap();
+        assert_eq!(early.attachment(&bridge.id).ipv6, Some("fd00:17::242:ac11:2".parse().unwrap()));
+        // host and none list their containers with empty addresses.
+        let host = NetworkEndpoint { name: "hostc".into(), ..Default::default() }.attachment("h");
+        assert_eq!((host.ipv4, host.ipv6), (None, None));
+        // The list of all networks leaves the endpoints out.
+        assert!(body::<Vec<Network>>("networks-v4.http").iter().all(|n| n.containers.is_empty()));
+    }
+
+    #[test]
+    fn a_create_event_carries_the_labels_name_and_image() {
+        let bytes = testdata("start/events.http");
+        let text = String::from_utf8_lossy(&bytes);
+        let events: Vec<Event> =
+            text.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+        let early6 = events.iter().filter_map(Container::from_create_event).nth(1).unwrap();
+        assert_eq!(
+            (early6.name.as_str(), early6.image.as_str(), early6.state.as_str()),
+            ("early6", "egprobe", "created")
+        );
+        let labels: Vec<_> = early6.labels.keys().map(String::as_str).collect();
+        assert_eq!(
+            labels,
+            [
+                "com.docker.compose.project",
+                "com.docker.compose.service",
+                "egress-guard.egress",
+                "org.example.from-image"
+            ]
+        );
+        assert_eq!(early6.compose(), Some(Compose { project: "proj".into(), service: "api".into() }));
+        assert!(early6.networks.is_empty() && !early6.has_exited());
+        let start = events.iter().find(|e| e.action == "start").unwrap();
+        assert_eq!(Container::from_create_event(start), None);
     }
 
     #[test]

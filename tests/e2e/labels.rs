@@ -316,37 +316,27 @@ fn every_start_is_allowed_before_its_first_packet(network: Option<&str>, paralle
     assert!(failed.is_empty(), "{summary}");
 }
 
-/// Fails with watch as of f0f6b80: 50 of 50 one-shot starts refused, on a user network and on
-/// docker0 alike (dockerd 20.10.24; 50 runs take about 27 s). The book learns a container's
-/// address only from the inspect that follows `container start`, and dockerd sends that event
-/// after the process is already running: typically `network connect` at +0 ms, `container
-/// start` at +300 ms, watch's set write at +304 ms, and the container already dead (its nc
-/// refused) at +316 ms. The 300 ms between `network connect` and `start` are the window
-/// watch could use. With the default refusal (port-unreachable) all 50 get through, but on
-/// TCP's SYN retry: `docker run` takes 1.7 s (median) against 0.5 s. With branch
-/// labels-docker (5f68425, the book learns the address at `network connect`) merged, both
-/// networks pass 50 of 50, IPv4 and IPv6 (25-45 s for 50 runs): drop the #[ignore] with it.
+/// 50 one-shot starts, each dialing at once, each must get out on its first SYN (watch refuses
+/// by tcp-reset, so no retry can hide a late allowance). Before the follower learned addresses
+/// at `network connect` (f0f6b80) all 50 were refused: the inspect it sent waited for the start,
+/// and `container start` comes after the process runs (connect +0 ms, start +300 ms, watch's set
+/// write +304 ms, the container already dead at +316 ms). Now the element lands about 3 ms
+/// after the connect, hundreds of ms before the first packet (docs/docker-events.md). 50 runs
+/// take 25-45 s.
 #[test]
-#[ignore = "start race: 50/50 one-shot starts refused as of f0f6b80 (see the comment)"]
 fn a_starting_container_is_allowed_before_its_first_packet_on_a_user_network() {
     require_dockerd!();
     every_start_is_allowed_before_its_first_packet(Some("ctf"), 1);
 }
 
-/// Fails as of f0f6b80 like the user-network case: 50 of 50 refused.
 #[test]
-#[ignore = "start race: 50/50 one-shot starts refused as of f0f6b80 (see the user-network test)"]
 fn a_starting_container_is_allowed_before_its_first_packet_on_the_default_bridge() {
     require_dockerd!();
     every_start_is_allowed_before_its_first_packet(None, 1);
 }
 
-/// Fails as of f0f6b80 like the user-network case: 48 of 50 refused (why two got out was not
-/// examined; an element left by an earlier holder of the same address would do it). 50 runs
-/// take 16-20 s. Passes 50 of 50 with
-/// labels-docker (5f68425) merged, in two runs.
+/// Five at once, as `docker compose up` starts a project (16-20 s for 50 runs).
 #[test]
-#[ignore = "start race: 48/50 one-shot starts refused as of f0f6b80 (see the user-network test)"]
 fn containers_starting_five_at_once_are_each_allowed_before_their_first_packet() {
     require_dockerd!();
     every_start_is_allowed_before_its_first_packet(Some("ctf"), 5);

@@ -36,6 +36,7 @@ mod timeline;
 mod apply;
 mod blame;
 mod dns;
+mod early;
 mod labels;
 mod restarts;
 

@@ -36,11 +36,13 @@ impl Feed {
         let thread = {
             let (follower, stop) = (Arc::clone(&follower), Arc::clone(&stop));
             std::thread::Builder::new().name("docker-feed".into()).spawn(move || {
-                let mut seen: Option<(u64, DockerState)> = None;
+                // What a policy reads (containers, labels, addresses, networks: not a state or
+                // an image name), and whether the book is a current picture.
+                let mut seen: Option<(u64, bool)> = None;
                 while !stop.load(Ordering::SeqCst) {
                     let mut now = None;
-                    follower.wait_until(IDLE, |book, state| {
-                        now = Some((book.revision(), state.clone()));
+                    follower.wait_until(IDLE, |book, _| {
+                        now = Some((book.policy_revision(), book.is_current()));
                         now != seen
                     });
                     if now != seen {

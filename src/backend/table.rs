@@ -379,7 +379,8 @@ pub fn sync(batch: &mut BatchBuilder, state: &TableState, plan: &TablePlan) -> R
             });
             step.added.push(RuleText { iptables: None, nft: r.text.clone() });
         }
-        refilled |= have_digest.is_some() || plan.digest().is_some();
+        // Only the chain that holds the digest brings a new one with its rules.
+        refilled |= first && (have_digest.is_some() || plan.digest().is_some());
     }
     for s in &plan.sets {
         let Some((_, Some(have))) = state.set(&s.set.name) else { continue };

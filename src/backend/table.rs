@@ -7,7 +7,7 @@
 //! kernel already holds the plan, nothing is sent.
 
 mod layout;
-mod ranges;
+pub(crate) mod ranges;
 
 use rustables::{Chain, ChainPolicy, ChainType, Hook, HookClass, MsgType, ProtocolFamily, Table};
 

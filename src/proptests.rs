@@ -1,14 +1,16 @@
 //! Property tests of everything egress-guard parses or decodes: admin input (flag values, the
 //! config file) and kernel bytes (netlink replies, rule, set and chain dumps) never panic, every
 //! encoder/decoder pair round-trips, the docker-user diff turns any chain into the plan without
-//! touching a foreign rule, and `reach` never calls an escape safe. The NFLOG decoders have
-//! their own properties (src/nft/nflog/tests.rs, src/audit/packet/tests.rs).
+//! touching a foreign rule, `reach` never calls an escape safe, pipapo's disjoint boxes cover
+//! exactly what was asked, and the element diff turns any content of the table's sets into any
+//! other. The NFLOG decoders have their own properties (src/nft/nflog/tests.rs,
+//! src/audit/packet/tests.rs).
 //!
 //! Cases per property are few so `cargo test` stays fast; `PROPTEST_CASES=20000 cargo test --lib
 //! proptests` hunts longer. What the properties found is written down as plain unit tests at
 //! the end.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::OnceLock;
 
@@ -19,6 +21,8 @@ use proptest::sample::select;
 use crate::backend::docker_user::ipt::{Action, AddrMatch, IfaceMatch, IptRule, RejectWith};
 use crate::backend::docker_user::reach::{self, Chains};
 use crate::backend::docker_user::{self, codec, ChainDiff, CHAIN};
+use crate::backend::table::ranges::{self, Range};
+use crate::backend::table::{self, TablePlan, TableState, GUARD};
 use crate::config;
 use crate::net::{Family, Limit, Proto};
 use crate::nft::attr::{AttrWriter, Attrs};
@@ -1716,6 +1720,180 @@ proptest! {
     ) {
         check_forward(&forward, &chains, &ifaces)?;
         check_docker_user(&forward, &chains, &ifaces)?;
+    }
+}
+
+// ============================================================================================
+// 6. Allow-list sets: pipapo's boxes cover exactly what was asked, and the element diff turns
+//    any content of the table's sets into any other
+// ============================================================================================
+
+/// Ranges in a window of 64 addresses, at the bottom of the space or at its very top (where
+/// `hi + 1` overflows), so that ranges overlap, touch and nest often.
+fn arb_window_ranges() -> impl Strategy<Value = (u128, Vec<(Range, Range)>)> {
+    let range = || (0u128..64, 0u128..64).prop_map(|(a, b)| Range { lo: a.min(b), hi: a.max(b) });
+    (select(vec![0, u128::MAX - 63]), prop::collection::vec((range(), range()), 0..8)).prop_map(|(base, boxes)| {
+        let at = |r: Range| Range { lo: base + r.lo, hi: base + r.hi };
+        (base, boxes.into_iter().map(|(s, d)| (at(s), at(d))).collect())
+    })
+}
+
+fn inside(r: &Range, v: u128) -> bool {
+    r.lo <= v && v <= r.hi
+}
+
+/// One allowance in a small corner of each family (so entries overlap, nest and touch), with a
+/// port or without.
+fn arb_small_allow() -> impl Strategy<Value = policy::Allow> {
+    let net = prop_oneof![
+        (any::<u8>(), 24u8..=32)
+            .prop_map(|(a, len)| IpNet::new(Ipv4Addr::new(10, 0, 0, a).into(), len).unwrap().trunc()),
+        (any::<u8>(), 120u8..=128).prop_map(|(a, len)| {
+            IpNet::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, a.into()).into(), len).unwrap().trunc()
+        }),
+    ];
+    let port = prop::option::of((select(vec![53u16, 80]), select(vec![Proto::Tcp, Proto::Udp])));
+    (net, port).prop_map(|(net, port)| policy::Allow { net, port })
+}
+
+/// A policy with every kind of allow-list set: the policy's four (each seeded with an entry
+/// outside the corners, so none is ever empty and the table's shape never changes) and the
+/// per-source ones, filled from a picture of Docker.
+fn arb_sets_policy() -> impl Strategy<Value = Policy> {
+    let source =
+        (0u8..16, 28u8..=32).prop_map(|(a, len)| IpNet::new(Ipv4Addr::new(172, 17, 0, a).into(), len).unwrap().trunc());
+    let grant = (prop::collection::vec(arb_small_allow(), 0..4), any::<bool>())
+        .prop_map(|(allow, open)| crate::grants::Grant { allow, open });
+    let sources = prop::collection::vec((source, grant), 0..4);
+    (prop::collection::vec(arb_small_allow(), 0..12), sources).prop_map(|(mut allow, sources)| {
+        for seed in ["198.51.100.0/24", "198.51.100.53:53/udp", "2001:db8:1::/64", "[2001:db8:1::53]:53/tcp"] {
+            allow.push(policy::parse_allow(seed).unwrap());
+        }
+        let sources = sources.into_iter().map(|(source, grant)| crate::grants::SourceGrant { source, grant }).collect();
+        let live = crate::grants::Live { sources, ..Default::default() };
+        Policy { allow, per_source: true, live: Some(std::sync::Arc::new(live)), ..Policy::default() }
+    })
+}
+
+/// What the kernel dumps after `plan` was written: the planned rules with handles, every set
+/// with its elements (sorted, as `load_elems` keeps them).
+fn table_holding(plan: &TablePlan) -> TableState {
+    let mut handle = 3;
+    let chains = plan
+        .chains
+        .iter()
+        .map(|c| {
+            let def = ChainDef {
+                name: c.name.into(),
+                hook: Some((c.hook, plan.spec.priority)),
+                ty: Some("filter".into()),
+                policy: Some(NF_ACCEPT as u32),
+            };
+            let rules = c
+                .rules
+                .iter()
+                .map(|r| {
+                    handle += 1;
+                    NftRule { handle: Some(handle), ..r.to_rule(c.name) }
+                })
+                .collect();
+            (def, rules)
+        })
+        .collect();
+    let sets = plan.sets.iter().map(|s| (s.set.clone(), Some(s.elems.clone()))).collect();
+    TableState { spec: plan.spec, exists: true, userdata: Some(comment_udata(COMMENT)), owner: None, chains, sets }
+}
+
+/// The set a NEWSETELEM/DELSETELEM message names.
+fn elem_list_set(m: &msg::Reply<'_>) -> String {
+    let attrs = m.attrs().filter_map(Result::ok);
+    attrs.filter(|a| a.ty == NFTA_SET_ELEM_LIST_SET).find_map(|a| a.string().ok()).unwrap_or_default()
+}
+
+/// Whether sorted rbtree elements pair up: each opening element followed by its closing one,
+/// only the last range without one (it runs to the end of the space).
+fn intervals_pair_up(elems: &BTreeSet<SetElem>) -> bool {
+    let mut open = false;
+    for e in elems {
+        let end = e.flags & NFT_SET_ELEM_INTERVAL_END != 0;
+        if end != open {
+            return false;
+        }
+        open = !end;
+    }
+    true
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    #[test]
+    fn disjoint_pairs_are_disjoint_and_cover_exactly_the_union((base, boxes) in arb_window_ranges()) {
+        let pieces = ranges::disjoint_pairs(&boxes);
+        let meet = |a: &Range, b: &Range| a.lo <= b.hi && b.lo <= a.hi;
+        for (i, (s1, d1)) in pieces.iter().enumerate() {
+            prop_assert!(s1.lo <= s1.hi && d1.lo <= d1.hi, "an empty piece {s1:?} {d1:?}");
+            for (s2, d2) in &pieces[i + 1..] {
+                prop_assert!(!(meet(s1, s2) && meet(d1, d2)), "{s1:?} . {d1:?} overlaps {s2:?} . {d2:?}");
+            }
+        }
+        // Every point of the window (and the address past it, where there is one).
+        let points: Vec<u128> = (0..=64u128).filter_map(|v| base.checked_add(v)).collect();
+        for &s in &points {
+            for &d in &points {
+                let asked = boxes.iter().any(|(bs, bd)| inside(bs, s) && inside(bd, d));
+                let given = pieces.iter().filter(|(ps, pd)| inside(ps, s) && inside(pd, d)).count();
+                prop_assert_eq!(usize::from(asked), given, "point {} . {}", s - base, d - base);
+            }
+        }
+    }
+
+    #[test]
+    fn the_element_diff_turns_any_content_into_any_other(old in arb_sets_policy(), new in arb_sets_policy()) {
+        let (was, wanted) = (table::plan(&old, &Family::ALL, GUARD), table::plan(&new, &Family::ALL, GUARD));
+        let names = |p: &TablePlan| p.sets.iter().map(|s| s.set.name.clone()).collect::<Vec<_>>();
+        prop_assert_eq!(names(&was), names(&wanted), "the seeds keep the shape");
+        let state = table_holding(&was);
+        let mut batch = msg::BatchBuilder::new(1, 1);
+        table::sync(&mut batch, &state, &wanted).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let batch = batch.finish();
+        let mut kernel: HashMap<String, BTreeSet<SetElem>> =
+            was.sets.iter().map(|s| (s.set.name.clone(), s.elems.iter().cloned().collect())).collect();
+        let mut deleted = 0;
+        for m in msg::parse(&batch.bytes).map_err(|e| TestCaseError::fail(e.to_string()))? {
+            let ty = m.ty & 0xff;
+            prop_assert!(![NFT_MSG_NEWSET, NFT_MSG_DELSET, NFT_MSG_DELTABLE, NFT_MSG_NEWTABLE].contains(&ty),
+                "the table was rebuilt: {:?}", batch.msgs);
+            if ty != NFT_MSG_NEWSETELEM && ty != NFT_MSG_DELSETELEM {
+                continue;
+            }
+            let name = elem_list_set(&m);
+            let elems = SetElem::decode_all(&m).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let held = kernel.get_mut(&name).ok_or_else(|| TestCaseError::fail(format!("no set {name}")))?;
+            for e in elems {
+                if ty == NFT_MSG_DELSETELEM {
+                    // Deletions come first: nothing added yet is taken away again.
+                    prop_assert!(held.remove(&e), "{name}: deleting {e:?}, which it does not hold");
+                    deleted += 1;
+                } else {
+                    prop_assert!(held.insert(e.clone()), "{name}: adding {e:?}, which it holds");
+                }
+            }
+            let set = &wanted.sets.iter().find(|s| s.set.name == name).unwrap().set;
+            if set.flags & NFT_SET_INTERVAL != 0 && set.fields.is_empty() {
+                // Whole intervals only: half of one would leave the kernel an overlap to refuse.
+                prop_assert!(intervals_pair_up(held), "{name}: an interval left half after {:?}", held);
+            }
+        }
+        for s in &wanted.sets {
+            let want: BTreeSet<SetElem> = s.elems.iter().cloned().collect();
+            prop_assert_eq!(&kernel[&s.set.name], &want, "set {}", s.set.name);
+        }
+        let unchanged = was.sets.iter().zip(&wanted.sets).all(|(a, b)| a.elems == b.elems);
+        prop_assert_eq!(batch.msgs.is_empty(), unchanged && was.chains == wanted.chains);
+        if unchanged {
+            prop_assert_eq!(deleted, 0);
+        }
     }
 }
 

@@ -215,3 +215,36 @@ fn every_rule_shape_equals_what_iptables_writes() {
         }
     }
 }
+
+/// The rule that lets marked packets (an allow-list's) pass, as an admin types it: iptables-nft
+/// encodes `-m mark` natively (meta mark, bitwise, cmp), and ours must be those very bytes, for
+/// the default bit and for `--mark-bit 0x10`, in both families.
+#[test]
+fn the_mark_rule_equals_what_iptables_writes() {
+    require_kernel!();
+    for (flags, bit) in [(&[][..], "0x1000000"), (&["--mark-bit", "0x10"][..], "0x10")] {
+        let ours = docker_user_namespace("mark");
+        let theirs = docker_user_namespace("mark-ipt");
+        let mut args = vec!["apply", "--target", "docker-user", "--iface", "docker0", "--allow", "198.51.100.2"];
+        args.extend_from_slice(flags);
+        egress_guard_ok(&ours, &args);
+        let mark =
+            format!("-i docker0 ! -o docker0 -m mark --mark {bit}/{bit} -m comment --comment egress-guard -j RETURN");
+        for family in Family::ALL {
+            for rule in [mark.as_str(), DEFAULT_RULES[0]] {
+                let mut args = vec![iptables(family), "-A", CHAIN];
+                args.extend(rule.split_whitespace());
+                theirs.run(&args);
+            }
+            let context = format!("--mark-bit {bit} {family:?}");
+            let dump = kernel_dump(&ours, family);
+            assert_eq!(dump.len(), 2, "{context}");
+            assert_eq!(dump, kernel_dump(&theirs, family), "{context}: kernel dumps differ");
+            assert_eq!(nft_netlink(&ours, family), nft_netlink(&theirs, family), "{context}");
+            assert_eq!(iptables_views(&ours, family), iptables_views(&theirs, family), "{context}");
+            let mut check = vec![iptables(family), "-C", CHAIN];
+            check.extend(mark.split_whitespace());
+            ours.run(&check);
+        }
+    }
+}

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod allow_sets;
 mod atomic_switch;
 mod audit_log;
 mod bad_input;

@@ -7,7 +7,7 @@
 //! kernel already holds the plan, nothing is sent.
 
 mod layout;
-mod ranges;
+pub(crate) mod ranges;
 
 use rustables::{Chain, ChainPolicy, ChainType, Hook, HookClass, MsgType, ProtocolFamily, Table};
 
@@ -285,37 +285,38 @@ fn shape_differences(state: &TableState, plan: &TablePlan) -> Vec<String> {
 
 /// One element, or for an rbtree interval set one range (its opening element and the one
 /// closing it): what is added or deleted as a whole. Deleting or adding half a range would
-/// leave the kernel an overlap to refuse (an end inside another range).
-type Unit = (SetElem, Option<SetElem>);
+/// leave the kernel an overlap to refuse (an end inside another range). Borrowed: a set can
+/// hold 200,000 elements, and copying both sides to compare them doubled apply's memory.
+type Unit<'a> = (&'a SetElem, Option<&'a SetElem>);
 
-fn units(set: &NftSet, elems: &[SetElem]) -> Vec<Unit> {
+fn units<'a>(set: &NftSet, elems: &'a [SetElem]) -> Vec<Unit<'a>> {
     let rbtree = set.flags & NFT_SET_INTERVAL != 0 && set.fields.is_empty();
     if !rbtree {
-        return elems.iter().map(|e| (e.clone(), None)).collect();
+        return elems.iter().map(|e| (e, None)).collect();
     }
-    let mut out: Vec<Unit> = Vec::new();
+    let mut out: Vec<Unit> = Vec::with_capacity(elems.len() / 2 + 1);
     for e in elems {
         match out.last_mut() {
-            Some((_, end @ None)) if e.flags & NFT_SET_ELEM_INTERVAL_END != 0 => *end = Some(e.clone()),
-            _ => out.push((e.clone(), None)),
+            Some((_, end @ None)) if e.flags & NFT_SET_ELEM_INTERVAL_END != 0 => *end = Some(e),
+            _ => out.push((e, None)),
         }
     }
     out
 }
 
 /// The units to delete and to add to turn `have` into `want`.
-fn unit_diff(set: &NftSet, have: &[SetElem], want: &[SetElem]) -> (Vec<Unit>, Vec<Unit>) {
+fn unit_diff<'a>(set: &NftSet, have: &'a [SetElem], want: &'a [SetElem]) -> (Vec<Unit<'a>>, Vec<Unit<'a>>) {
     use std::collections::HashSet;
     let (have, want) = (units(set, have), units(set, want));
     let had: HashSet<&Unit> = have.iter().collect();
     let wanted: HashSet<&Unit> = want.iter().collect();
-    let gone = have.iter().filter(|u| !wanted.contains(u)).cloned().collect();
-    let new = want.iter().filter(|u| !had.contains(u)).cloned().collect();
+    let gone = have.iter().filter(|u| !wanted.contains(u)).copied().collect();
+    let new = want.iter().filter(|u| !had.contains(u)).copied().collect();
     (gone, new)
 }
 
-fn flatten(units: Vec<Unit>) -> Vec<SetElem> {
-    units.into_iter().flat_map(|(a, b)| std::iter::once(a).chain(b)).collect()
+fn flatten(units: &[Unit]) -> Vec<SetElem> {
+    units.iter().flat_map(|(a, b)| std::iter::once(*a).chain(*b)).cloned().collect()
 }
 
 fn same_set(have: &NftSet, want: &NftSet) -> bool {
@@ -381,7 +382,8 @@ pub fn sync(batch: &mut BatchBuilder, state: &TableState, plan: &TablePlan) -> R
             });
             step.added.push(RuleText { iptables: None, nft: r.text.clone() });
         }
-        refilled |= have_digest.is_some() || plan.digest().is_some();
+        // Only the chain that holds the digest brings a new one with its rules.
+        refilled |= first && (have_digest.is_some() || plan.digest().is_some());
     }
     for s in &plan.sets {
         let Some((_, Some(have))) = state.set(&s.set.name) else { continue };
@@ -392,13 +394,13 @@ pub fn sync(batch: &mut BatchBuilder, state: &TableState, plan: &TablePlan) -> R
         let what = format!("inet {} set {}", plan.spec.name, s.set.name);
         if !gone.is_empty() {
             step.removed.push(elements_text(plan.spec.name, &s.set, "delete", &gone));
-            for make in s.set.del_exact_msgs(&flatten(gone)) {
+            for make in s.set.del_exact_msgs(&flatten(&gone)) {
                 batch.push(format!("DELSETELEM {what}"), make);
             }
         }
         if !new.is_empty() {
             step.added.push(RuleText { iptables: None, nft: elements_text(plan.spec.name, &s.set, "add", &new) });
-            for make in s.set.elems_msgs(&flatten(new)) {
+            for make in s.set.elems_msgs(&flatten(&new)) {
                 batch.push(format!("NEWSETELEM {what}"), make);
             }
         }
@@ -466,7 +468,7 @@ fn carry_docker_sets(state: &TableState, plan: &TablePlan) -> TablePlan {
 /// `add element inet egress_guard allow4 { 198.51.100.7, … }`, the first elements shown.
 fn elements_text(table: &str, set: &NftSet, op: &str, units: &[Unit]) -> String {
     const SHOWN: usize = 16;
-    let mut shown: Vec<String> = units.iter().take(SHOWN).map(|u| layout::show_unit(set, &u.0, u.1.as_ref())).collect();
+    let mut shown: Vec<String> = units.iter().take(SHOWN).map(|u| layout::show_unit(set, u.0, u.1)).collect();
     if units.len() > SHOWN {
         shown.push(format!("… ({} more)", units.len() - SHOWN));
     }

@@ -178,12 +178,20 @@ fn ipt(tool: &str, args: &[&str]) -> Result<(), String> {
     run_quiet(Command::new(tool).args(args)).map(drop)
 }
 
-/// Builds the static release binary, runs every measurement and prints the table.
-pub fn bench() -> TaskResult {
+/// Builds the static release binary, runs every measurement and prints the table; with `sets`,
+/// only the allow-list rows (`bench_sets`).
+pub fn bench(args: &[String]) -> TaskResult {
     crate::prereq::check_for("bench").map_err(Some)?;
     let binary = crate::dist::build()?;
     let nft_file = crate::dist::target_dir().join("bench/flush-readd.nft");
     fs::create_dir_all(nft_file.parent().unwrap_or(Path::new("."))).map_err(|e| Some(e.to_string()))?;
+    match args {
+        [] => {}
+        [only] if only == "sets" => {
+            return crate::bench_sets::sets(&binary, nft_file.parent().unwrap_or(Path::new("."))).map_err(Some);
+        }
+        _ => return Err(Some(format!("bench takes no arguments but `sets`, not {args:?}"))),
+    }
     print_context();
     let mut rows = Vec::new();
     for bench in BENCHES {
@@ -214,7 +222,11 @@ pub fn bench() -> TaskResult {
     if let Err(e) = &log {
         println!("\nlog flood: failed: {e}");
     }
-    let failed = [audit.is_err(), dns.is_err(), dns_watch.is_err(), heal.is_err(), log.is_err()];
+    let sets = crate::bench_sets::sets(&binary, nft_file.parent().unwrap_or(Path::new(".")));
+    if let Err(e) = &sets {
+        println!("\nallow-lists in sets: failed: {e}");
+    }
+    let failed = [audit.is_err(), dns.is_err(), dns_watch.is_err(), heal.is_err(), log.is_err(), sets.is_err()];
     if rows.iter().any(|(_, result)| result.is_err()) || failed.contains(&true) {
         return Err(Some("some measurements failed (see above)".to_owned()));
     }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_log;
+mod bench_sets;
 mod child;
 mod dist;
 mod netns;
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "e2e" => e2e(rest),
         "ci" => ci(),
-        "bench" => bench::bench(),
+        "bench" => bench::bench(rest),
         "dist" => dist::dist(),
         "help" | "-h" | "--help" => {
             print_tasks();
@@ -62,6 +63,7 @@ fn print_tasks() {
     println!(
         "\n`cargo xtask test ARGS` and `cargo xtask e2e ARGS` pass ARGS to `cargo test` (e.g. a test name filter)."
     );
+    println!("`cargo xtask bench sets` runs only the allow-list rows.");
 }
 
 /// Every test of the workspace with kernel tests forced on: one that cannot run fails instead

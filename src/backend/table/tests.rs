@@ -349,3 +349,33 @@ fn ten_thousand_destinations_are_one_batch() {
     assert!((2..40).contains(&elem_msgs), "{elem_msgs} NEWSETELEM messages");
     assert!(batch.bytes.len() < 1 << 20, "{} bytes", batch.bytes.len());
 }
+
+/// The rules a batch adds, decoded from its bytes.
+fn new_rules(batch: BatchBuilder) -> Vec<NftRule> {
+    let batch = batch.finish();
+    let msgs = parse(&batch.bytes).unwrap();
+    let newrule = crate::nft::msg::nft_type(NFT_MSG_NEWRULE);
+    msgs.iter().filter(|m| m.ty == newrule).map(|m| NftRule::decode(m).unwrap()).collect()
+}
+
+#[test]
+fn the_digest_moves_with_the_elements_when_only_another_chain_is_refilled() {
+    // With DOCKER-USER guarding forwarding, our forward chain only marks (and holds the
+    // digest); --block-host's input chain refuses. A new refusal refills the input chain
+    // alone, and a new allow-list changes elements alone: the digest must still follow them,
+    // or the next apply dumps every element, finds them as planned and writes again.
+    let old = spec().allow(&["198.51.100.53"]).block_host().policy();
+    let new = spec().allow(&["198.51.100.54"]).block_host().refusal(Refusal::Drop).policy();
+    let (was, wanted) = (super::plan(&old, &[], GUARD), super::plan(&new, &[], GUARD));
+    assert_eq!(was.chains.len(), 2);
+    let state = kernel_state(&was);
+    let mut batch = BatchBuilder::new(1, 1);
+    super::sync(&mut batch, &state, &wanted).unwrap();
+    let digest = wanted.digest().unwrap().userdata.clone();
+    let added = new_rules(batch);
+    assert!(
+        added.iter().any(|r| r.chain == FORWARD && r.userdata.as_deref() == Some(digest.as_slice())),
+        "no rule carries the new digest: {:?}",
+        added.iter().map(text::rule).collect::<Vec<_>>()
+    );
+}

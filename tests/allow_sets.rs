@@ -454,3 +454,35 @@ fn a_container_cannot_forge_the_mark_past_the_table() {
     harness::require_kernel!();
     forged_mark(Backend::Table);
 }
+
+/// An element someone adds to our allow-list by hand opens a door egress-guard never planned:
+/// `check` says so, and the next `apply` — or `watch`, woken by that very change — takes it
+/// out, although the policy and its digest are unchanged (the digest rule is stamped with the
+/// generation our batch made; any later commit makes apply read the elements again).
+#[test]
+fn an_element_added_by_hand_is_taken_out_by_apply_and_by_watch() {
+    harness::require_kernel!();
+    let dh = DockerHost::new();
+    let _neighbour = neighbour(&dh);
+    let allow = format!("--allow={INTERNET_V4}");
+    let forged = format!("add element inet egress_guard allow4 {{ {NEIGHBOUR_V4} }}");
+    let to_neighbour = || Probe::tcp((IpAddr::from(NEIGHBOUR_V4), SERVICE_PORT)).run_in(&dh.c1);
+    dh.egress_guard_ok("apply", &[&allow]);
+    dh.host.run(&["nft", &forged]);
+    assert_eq!(to_neighbour(), Outcome::Open, "the hand-made element does open the neighbour");
+    let out = dh.egress_guard("check", &[&allow]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let applied = dh.egress_guard_ok("apply", &[&allow]);
+    assert!(applied.contains(&format!("delete element inet egress_guard allow4 {{ {NEIGHBOUR_V4} }}")), "{applied}");
+    assert_ne!(to_neighbour(), Outcome::Open, "apply closed it again");
+
+    let _watch = Watch::start(&dh.host, &[&allow]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    dh.host.run(&["nft", &forged]);
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while listed(&dh.host, "allow4").contains(&NEIGHBOUR_V4.to_string()) {
+        assert!(Instant::now() < deadline, "watch left the hand-made element in place");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_ne!(to_neighbour(), Outcome::Open, "watch closed it again");
+}

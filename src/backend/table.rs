@@ -187,8 +187,13 @@ fn place_name(spec: Spec) -> String {
 
 /// The sets whose elements must be read: for `sync`, the policy's when the digest changed and
 /// Docker's when the caller knows what Docker runs; for a judgement (`all`), every one of them.
-pub fn elems_needed(state: &TableState, plan: &TablePlan, all: bool) -> Vec<String> {
-    let digest_moved = state.digest().and_then(|r| r.userdata.clone()) != plan.digest().map(|r| r.userdata.clone());
+/// The policy's sets are trusted to hold the plan without being read only while the digest
+/// rule carries the planned digest and the generation is still the one it was stamped with.
+pub fn elems_needed(state: &TableState, plan: &TablePlan, all: bool, genid: u32) -> Vec<String> {
+    let have = state.digest().and_then(|r| r.userdata.as_deref()).and_then(layout::digest_parts);
+    let want = plan.digest().and_then(|r| layout::digest_parts(&r.userdata)).map(|(d, _)| d);
+    let trusted = matches!(have, Some((d, Some(g))) if Some(d) == want && g == genid);
+    let digest_moved = !trusted;
     plan.sets
         .iter()
         .filter(|s| match s.filler {
@@ -294,14 +299,23 @@ fn units<'a>(set: &NftSet, elems: &'a [SetElem]) -> Vec<Unit<'a>> {
     if !rbtree {
         return elems.iter().map(|e| (e, None)).collect();
     }
+    // In address order, and where one range ends on the address the next begins (touching
+    // ranges: never ours, which are merged, but an element added by hand can touch them) the
+    // end first, so each opening element is followed by its own closing one.
+    let mut ordered: Vec<&SetElem> = elems.iter().collect();
+    ordered.sort_by(|a, b| a.key.cmp(&b.key).then(end_first(a).cmp(&end_first(b))));
     let mut out: Vec<Unit> = Vec::with_capacity(elems.len() / 2 + 1);
-    for e in elems {
+    for e in ordered {
         match out.last_mut() {
             Some((_, end @ None)) if e.flags & NFT_SET_ELEM_INTERVAL_END != 0 => *end = Some(e),
             _ => out.push((e, None)),
         }
     }
     out
+}
+
+fn end_first(e: &SetElem) -> bool {
+    e.flags & NFT_SET_ELEM_INTERVAL_END == 0
 }
 
 /// The units to delete and to add to turn `have` into `want`.
@@ -353,7 +367,8 @@ pub fn sync(batch: &mut BatchBuilder, state: &TableState, plan: &TablePlan) -> R
             delete_table(batch, plan.spec)?;
             step.removed = lines(state);
         }
-        let plan = carry_docker_sets(state, plan);
+        let mut plan = carry_docker_sets(state, plan);
+        stamp_digest(&mut plan, batch.genid());
         write_table(batch, &plan)?;
         step.change = Change::Written;
         let texts =
@@ -376,6 +391,7 @@ pub fn sync(batch: &mut BatchBuilder, state: &TableState, plan: &TablePlan) -> R
         batch.push(format!("DELRULE {} {} (all)", place_name(plan.spec), chain.name), |seq| rule.flush_msg(seq));
         step.removed.extend(rules.iter().map(text::rule));
         for r in &chain.rules {
+            let r = if is_digest(Some(&r.userdata)) { r.stamped(batch.genid()) } else { r.clone() };
             let rule = r.to_rule(chain.name);
             batch.push(format!("NEWRULE {} {}", place_name(plan.spec), chain.name), |seq| {
                 rule.new_msg(seq, Position::End)
@@ -408,9 +424,12 @@ pub fn sync(batch: &mut BatchBuilder, state: &TableState, plan: &TablePlan) -> R
     if !refilled {
         if let Some(want) = plan.digest() {
             let chain = plan.chains[0].name;
+            // Whenever this batch writes our table, the stamp follows the generation it makes.
+            let writing = !batch_is_unchanged(&step);
+            let want = want.stamped(batch.genid());
             let rule = want.to_rule(chain);
             match state.digest() {
-                Some(have) if want.matches(have) => {}
+                Some(have) if want.matches(have) && !writing => {}
                 Some(have) => {
                     let handle = have.handle.ok_or(NlError::Malformed("a rule without a handle"))?;
                     batch.push(format!("NEWRULE {} {chain} (replace)", place_name(plan.spec)), |seq| {
@@ -435,6 +454,15 @@ pub fn sync(batch: &mut BatchBuilder, state: &TableState, plan: &TablePlan) -> R
 
 fn batch_is_unchanged(step: &Step) -> bool {
     step.added.is_empty() && step.removed.is_empty()
+}
+
+/// The plan with its digest rule stamped for a batch against `genid`.
+fn stamp_digest(plan: &mut TablePlan, genid: u32) {
+    for r in plan.chains.iter_mut().flat_map(|c| c.rules.iter_mut()) {
+        if is_digest(Some(&r.userdata)) {
+            *r = r.stamped(genid);
+        }
+    }
 }
 
 /// The chain's rules without the digest rule.
@@ -533,6 +561,7 @@ fn write_table(batch: &mut BatchBuilder, plan: &TablePlan) -> Result<(), NlError
     }
     for chain in &plan.chains {
         for r in &chain.rules {
+            let r = if is_digest(Some(&r.userdata)) { r.stamped(batch.genid()) } else { r.clone() };
             let rule = r.to_rule(chain.name);
             batch.push(format!("NEWRULE {} {}", place_name(spec), chain.name), |seq| rule.new_msg(seq, Position::End));
         }
@@ -596,7 +625,7 @@ impl Backend for OwnTable {
             return Err(BackendError::HeldByOther { what: place_name(self.spec), port });
         }
         let plan = plan(policy, &self.families, self.spec);
-        let mut wanted = elems_needed(&state, &plan, false);
+        let mut wanted = elems_needed(&state, &plan, false, batch.genid());
         if !shape_differences(&state, &plan).is_empty() && !plan.live {
             // A rebuild carries the Docker sets' content over.
             wanted.extend(plan.sets.iter().filter(|s| s.filler == Filler::Docker).map(|s| s.set.name.clone()));
@@ -613,7 +642,7 @@ impl Backend for OwnTable {
     fn judge(&self, nl: &mut Netlink, policy: &Policy) -> Result<Vec<PlaceReport>, BackendError> {
         let mut state = TableState::read(nl, self.spec)?;
         let plan = plan(policy, &self.families, self.spec);
-        state.load_elems(nl, &elems_needed(&state, &plan, true))?;
+        state.load_elems(nl, &elems_needed(&state, &plan, true, 0))?;
         Ok(vec![judge(&state, &plan, &self.families)])
     }
 

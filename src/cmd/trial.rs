@@ -163,6 +163,12 @@ pub fn stop_timer(p: &Pending) {
     }
 }
 
+/// Whether a change made with `--confirm` awaits confirmation here (unreadable state counts
+/// as yes: then the careful path is taken).
+pub fn pending_here() -> bool {
+    Store::here().and_then(|s| s.pending()).map_or(true, |p| p.is_some())
+}
+
 /// Whether a `watch` runs in this namespace (its shield is there, owned by its socket).
 pub fn watch_runs(nl: &mut Netlink) -> bool {
     TableState::read(nl, SHIELD).is_ok_and(|s| s.exists && s.owner.is_some())

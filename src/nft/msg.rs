@@ -82,6 +82,7 @@ pub struct BatchBuilder {
     begin_seq: u32,
     next_seq: u32,
     msgs: Vec<(u32, String)>,
+    genid: u32,
 }
 
 impl BatchBuilder {
@@ -91,7 +92,12 @@ impl BatchBuilder {
         let bytes = build(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, first_seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES, |w| {
             w.put_be32(NFNL_BATCH_GENID, genid);
         });
-        Self { bytes, begin_seq: first_seq, next_seq: first_seq + 1, msgs: Vec::new() }
+        Self { bytes, begin_seq: first_seq, next_seq: first_seq + 1, msgs: Vec::new(), genid }
+    }
+
+    /// The generation the batch was planned against; committed, it makes `genid + 1`.
+    pub fn genid(&self) -> u32 {
+        self.genid
     }
 
     /// Adds a message; `make` gets the sequence number to put in its header.

@@ -156,10 +156,40 @@ impl RulePlan {
     }
 
     /// Whether a rule read back from the kernel is this one: same expressions, counters aside
-    /// (ours are planned at zero), and the same comment.
+    /// (ours are planned at zero), and the same comment (for the digest rule: the same digest,
+    /// whatever generation it was stamped with).
     pub fn matches(&self, found: &NftRule) -> bool {
-        found.shape() == self.exprs && found.userdata.as_deref() == Some(self.userdata.as_slice())
+        let comment = |u: Option<&[u8]>| u.and_then(comment_of).map(|c| c.split(STAMP).next().unwrap_or(c).to_string());
+        let same_comment = match comment(Some(&self.userdata)) {
+            Some(c) if c.starts_with(DIGEST_PREFIX) => comment(found.userdata.as_deref()) == Some(c),
+            _ => found.userdata.as_deref() == Some(self.userdata.as_slice()),
+        };
+        found.shape() == self.exprs && same_comment
     }
+
+    /// The digest rule as a batch that commits against generation `genid` writes it: stamped
+    /// with the generation that batch makes, `genid + 1`. While the ruleset stays at that
+    /// generation nobody else has changed anything, the sets included, and a steady apply need
+    /// not read them; once it moved, an apply reads the elements, so one added by hand goes.
+    pub fn stamped(&self, genid: u32) -> RulePlan {
+        let comment = comment_of(&self.userdata).unwrap_or_default();
+        let mut r =
+            RulePlan { userdata: comment_udata(&format!("{comment}{STAMP}{}", genid.wrapping_add(1))), ..self.clone() };
+        r.text = text::rule(&r.to_rule(FORWARD));
+        r
+    }
+}
+
+/// Between the digest and the generation in the digest rule's comment.
+const STAMP: &str = " at ";
+
+/// The digest and the stamped generation of a digest rule's userdata.
+pub fn digest_parts(udata: &[u8]) -> Option<(&str, Option<u32>)> {
+    let comment = comment_of(udata)?.strip_prefix(DIGEST_PREFIX)?;
+    Some(match comment.split_once(STAMP) {
+        Some((digest, gen)) => (digest, gen.parse().ok()),
+        None => (comment, None),
+    })
 }
 
 impl TablePlan {
@@ -485,7 +515,13 @@ pub fn show_unit(set: &NftSet, first: &SetElem, close: Option<&SetElem>) -> Stri
         let f = family(set.key_len);
         // An interval without a closing element runs to the end of the address space.
         let hi = close.map_or(u128::MAX >> (128 - ranges::bits(f)), |c| num(&c.key).saturating_sub(1));
-        return ranges::show(f, &Range { lo: num(&first.key), hi });
+        let lo = num(&first.key);
+        // Read from the kernel, an interval may be anything: an empty one is said, not shown.
+        return if hi < lo {
+            format!("(empty at {})", ranges::show(f, &Range { lo, hi: lo }))
+        } else {
+            ranges::show(f, &Range { lo, hi })
+        };
     }
     let end = first.key_end.as_deref().unwrap_or(&first.key);
     let mut at = 0usize;
@@ -495,7 +531,8 @@ pub fn show_unit(set: &NftSet, first: &SetElem, close: Option<&SetElem>) -> Stri
         let (lo, hi) = (first.key.get(at..at + len as usize), end.get(at..at + len as usize));
         let (Some(lo), Some(hi)) = (lo, hi) else { return "?".into() };
         parts.push(match len {
-            4 | 16 => ranges::show(family(len), &Range { lo: num(lo), hi: num(hi) }),
+            4 | 16 if num(lo) <= num(hi) => ranges::show(family(len), &Range { lo: num(lo), hi: num(hi) }),
+            4 | 16 => "?".into(),
             1 => Proto::from_number(lo[0]).map_or_else(|| lo[0].to_string(), |p| p.name().to_string()),
             _ => num(lo).to_string(),
         });

@@ -15,6 +15,7 @@ pub mod dns;
 pub mod docker;
 pub mod error;
 pub mod exit;
+pub mod fnv;
 pub mod grants;
 pub mod net;
 pub mod netns;

@@ -201,6 +201,9 @@ pub struct Policy {
     pub per_source: bool,
     /// Names containers may reach (`--allow-domain`), through watch's DNS forwarder.
     pub dns: Dns,
+    /// A digest of what `apply` was given (flags, config file, version), kept in our table so
+    /// the same apply against an untouched ruleset can say "in place" without parsing anything.
+    pub input: Option<u64>,
     /// What Docker runs now, for the per-source sets, when the caller follows Docker (`watch`,
     /// `status`): those sets are made to hold exactly this. `None`: they are left as they are.
     pub live: Option<std::sync::Arc<Live>>,
@@ -219,6 +222,7 @@ impl Default for Policy {
             grants: Grants::default(),
             per_source: false,
             dns: Dns::default(),
+            input: None,
             live: None,
         }
     }
@@ -453,6 +457,7 @@ impl PolicySpec {
             grants: self.grants.clone().unwrap_or_default(),
             per_source: false,
             dns: self.dns()?,
+            input: None,
             live: None,
         })
     }

@@ -107,11 +107,16 @@ pub fn apply(
     extra: &[Box<dyn Backend>],
 ) -> Result<Outcome, Error> {
     let ((why, steps), committed) = transact(nl, dry_run, |nl, batch| {
-        let policy = &with_per_source(nl, policy)?;
-        let choice = detect::choose(nl, target, policy)?;
-        let mut steps = Vec::new();
+        let mut policy = with_per_source(nl, policy)?;
+        let choice = detect::choose(nl, target, &policy)?;
+        let mut steps: Vec<Step> = Vec::new();
         for backend in choice.backends.iter().chain(extra) {
-            steps.extend(backend.sync(nl, batch, policy)?);
+            // A warning (a family not guarded, a chain not reached) must be said again by the
+            // next apply: then the table does not remember the input, and no apply shortcuts.
+            if steps.iter().any(|s| !s.warnings.is_empty()) {
+                policy.input = None;
+            }
+            steps.extend(backend.sync(nl, batch, &policy)?);
         }
         steps.extend(clear(nl, batch, &choice.unused)?);
         Ok((choice.why, steps))

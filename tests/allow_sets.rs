@@ -200,6 +200,11 @@ fn big_allow_list(backend: Backend, n: usize) {
     let out = dh.egress_guard_ok("apply", &["--config", config.arg()]);
     let steady = started.elapsed();
     assert_eq!(generation(&dh.host), before, "a steady apply commits nothing:\n{out}");
+    // The same input against an untouched ruleset: apply says so without reading anything.
+    assert!(out.starts_with("already in place: the ruleset is as this same apply left it"), "{out}");
+    // After another program's commit, the full path: every place read, none written.
+    dh.host.run(&["nft", "add table ip eg_other"]);
+    let out = dh.egress_guard_ok("apply", &["--config", config.arg()]);
     let places: Vec<&str> = out.lines().skip(1).collect();
     assert!(!places.is_empty() && places.iter().all(|l| l.ends_with(": already in place")), "{out}");
     eprintln!("{n} allowed destinations, {}: first apply {first:?}, steady apply {steady:?}", backend.target());

@@ -26,7 +26,7 @@ use crate::policy::Policy;
 use crate::rules::COMMENT;
 use crate::snapshot::{self, ChainSnapshot, PlaceSnapshot, SetSnapshot};
 
-pub use layout::{plan, Filler, Spec, TablePlan, FORWARD, GUARD, INPUT, PRIORITY, SHIELD, TABLE};
+pub use layout::{plan, DigestNote, Filler, Spec, TablePlan, FORWARD, GUARD, INPUT, PRIORITY, SHIELD, TABLE};
 
 /// One of our tables; its forward chain guards `families` (with `--block-host`, its input chain
 /// guards both).
@@ -190,9 +190,9 @@ fn place_name(spec: Spec) -> String {
 /// The policy's sets are trusted to hold the plan without being read only while the digest
 /// rule carries the planned digest and the generation is still the one it was stamped with.
 pub fn elems_needed(state: &TableState, plan: &TablePlan, all: bool, genid: u32) -> Vec<String> {
-    let have = state.digest().and_then(|r| r.userdata.as_deref()).and_then(layout::digest_parts);
-    let want = plan.digest().and_then(|r| layout::digest_parts(&r.userdata)).map(|(d, _)| d);
-    let trusted = matches!(have, Some((d, Some(g))) if Some(d) == want && g == genid);
+    let have = state.digest().and_then(|r| r.userdata.as_deref()).and_then(DigestNote::read);
+    let want = plan.digest().and_then(|r| DigestNote::read(&r.userdata));
+    let trusted = matches!((have, want), (Some(h), Some(w)) if h.digest == w.digest && h.generation == Some(genid));
     let digest_moved = !trusted;
     plan.sets
         .iter()
@@ -425,7 +425,7 @@ pub fn sync(batch: &mut BatchBuilder, state: &TableState, plan: &TablePlan) -> R
         if let Some(want) = plan.digest() {
             let chain = plan.chains[0].name;
             // Whenever this batch writes our table, the stamp follows the generation it makes.
-            let writing = !batch_is_unchanged(&step);
+            let writing = !batch_is_unchanged(&step) || !batch.is_empty();
             let want = want.stamped(batch.genid());
             let rule = want.to_rule(chain);
             match state.digest() {
@@ -559,9 +559,9 @@ fn write_table(batch: &mut BatchBuilder, plan: &TablePlan) -> Result<(), NlError
             batch.push(format!("NEWSETELEM {what}"), make);
         }
     }
+    // Rules as planned (or as a snapshot had them): sync stamps the digest rule first.
     for chain in &plan.chains {
         for r in &chain.rules {
-            let r = if is_digest(Some(&r.userdata)) { r.stamped(batch.genid()) } else { r.clone() };
             let rule = r.to_rule(chain.name);
             batch.push(format!("NEWRULE {} {}", place_name(spec), chain.name), |seq| rule.new_msg(seq, Position::End));
         }

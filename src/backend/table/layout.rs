@@ -159,10 +159,9 @@ impl RulePlan {
     /// (ours are planned at zero), and the same comment (for the digest rule: the same digest,
     /// whatever generation it was stamped with).
     pub fn matches(&self, found: &NftRule) -> bool {
-        let comment = |u: Option<&[u8]>| u.and_then(comment_of).map(|c| c.split(STAMP).next().unwrap_or(c).to_string());
-        let same_comment = match comment(Some(&self.userdata)) {
-            Some(c) if c.starts_with(DIGEST_PREFIX) => comment(found.userdata.as_deref()) == Some(c),
-            _ => found.userdata.as_deref() == Some(self.userdata.as_slice()),
+        let same_comment = match DigestNote::read(&self.userdata) {
+            Some(mine) => found.userdata.as_deref().and_then(DigestNote::read).is_some_and(|n| n.digest == mine.digest),
+            None => found.userdata.as_deref() == Some(self.userdata.as_slice()),
         };
         found.shape() == self.exprs && same_comment
     }
@@ -172,24 +171,51 @@ impl RulePlan {
     /// generation nobody else has changed anything, the sets included, and a steady apply need
     /// not read them; once it moved, an apply reads the elements, so one added by hand goes.
     pub fn stamped(&self, genid: u32) -> RulePlan {
-        let comment = comment_of(&self.userdata).unwrap_or_default();
-        let mut r =
-            RulePlan { userdata: comment_udata(&format!("{comment}{STAMP}{}", genid.wrapping_add(1))), ..self.clone() };
+        let Some(note) = DigestNote::read(&self.userdata) else { return self.clone() };
+        let userdata = comment_udata(&DigestNote { generation: Some(genid.wrapping_add(1)), ..note }.text());
+        let mut r = RulePlan { userdata, ..self.clone() };
         r.text = text::rule(&r.to_rule(FORWARD));
         r
     }
 }
 
-/// Between the digest and the generation in the digest rule's comment.
-const STAMP: &str = " at ";
+/// What the digest rule's comment says: `egress-guard sets DIGEST[ for INPUT][ at GEN]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestNote {
+    /// Of what the policy's sets hold.
+    pub digest: u64,
+    /// Of the input `apply` was given (flags, config file, version), when it said.
+    pub input: Option<u64>,
+    /// The generation the batch that wrote the rule made.
+    pub generation: Option<u32>,
+}
 
-/// The digest and the stamped generation of a digest rule's userdata.
-pub fn digest_parts(udata: &[u8]) -> Option<(&str, Option<u32>)> {
-    let comment = comment_of(udata)?.strip_prefix(DIGEST_PREFIX)?;
-    Some(match comment.split_once(STAMP) {
-        Some((digest, gen)) => (digest, gen.parse().ok()),
-        None => (comment, None),
-    })
+impl DigestNote {
+    pub fn read(udata: &[u8]) -> Option<DigestNote> {
+        let rest = comment_of(udata)?.strip_prefix(DIGEST_PREFIX)?;
+        let mut words = rest.split(' ');
+        let digest = u64::from_str_radix(words.next()?, 16).ok()?;
+        let mut note = DigestNote { digest, input: None, generation: None };
+        while let (Some(key), Some(value)) = (words.next(), words.next()) {
+            match key {
+                "for" => note.input = u64::from_str_radix(value, 16).ok(),
+                "at" => note.generation = value.parse().ok(),
+                _ => return None,
+            }
+        }
+        Some(note)
+    }
+
+    pub fn text(&self) -> String {
+        let mut t = format!("{DIGEST_PREFIX}{:016x}", self.digest);
+        if let Some(i) = self.input {
+            t.push_str(&format!(" for {i:016x}"));
+        }
+        if let Some(g) = self.generation {
+            t.push_str(&format!(" at {g}"));
+        }
+        t
+    }
 }
 
 impl TablePlan {
@@ -261,7 +287,7 @@ pub fn plan(policy: &Policy, families: &[Family], spec: Spec) -> TablePlan {
     let sets: Vec<SetPlan> = all.into_iter().filter(|s| used(&s.set.name)).collect();
     let mut plan = TablePlan { spec, sets, chains, live: policy.live.is_some() };
     if plan.sets.iter().any(|s| s.filler == Filler::Policy) {
-        let digest = digest_rule(spec.name, &plan.sets);
+        let digest = digest_rule(spec.name, &plan.sets, policy.input);
         plan.chains[0].rules.push(digest);
     }
     plan
@@ -272,8 +298,10 @@ fn uses_set(e: &Expr, name: &str) -> bool {
 }
 
 /// `continue comment "egress-guard sets DIGEST"`: matches every packet and does nothing.
-fn digest_rule(table: &'static str, sets: &[SetPlan]) -> RulePlan {
-    let comment = format!("{DIGEST_PREFIX}{:016x}", digest(sets.iter().filter(|s| s.filler == Filler::Policy)));
+fn digest_rule(table: &'static str, sets: &[SetPlan], input: Option<u64>) -> RulePlan {
+    let note =
+        DigestNote { digest: digest(sets.iter().filter(|s| s.filler == Filler::Policy)), input, generation: None };
+    let comment = note.text();
     let exprs = vec![Expr::Verdict { code: NFT_CONTINUE, chain: None }];
     let mut plan = RulePlan { table, exprs, userdata: comment_udata(&comment), text: String::new() };
     plan.text = text::rule(&plan.to_rule(FORWARD));
@@ -284,25 +312,17 @@ fn digest_rule(table: &'static str, sets: &[SetPlan]) -> RulePlan {
 /// (std's hasher promises neither), and a change anywhere changes it. Not a defence against
 /// anyone: `status` and `check` compare every element.
 pub fn digest<'a>(sets: impl Iterator<Item = &'a SetPlan>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in (bytes.len() as u32).to_be_bytes().iter().chain(bytes) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
+    let mut h = crate::fnv::Fnv::default();
     for s in sets {
-        eat(s.set.name.as_bytes());
+        h.eat(s.set.name.as_bytes());
         for n in [s.set.flags, s.set.key_type, s.set.key_len].iter().chain(&s.set.fields) {
-            eat(&n.to_be_bytes());
+            h.eat(&n.to_be_bytes());
         }
         for e in &s.elems {
-            eat(&e.key);
-            eat(e.key_end.as_deref().unwrap_or(&[]));
-            eat(&e.flags.to_be_bytes());
+            h.eat(&e.key).eat(e.key_end.as_deref().unwrap_or(&[])).eat(&e.flags.to_be_bytes());
         }
     }
-    h
+    h.finish()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -278,7 +278,7 @@ fn every_start_is_allowed_before_its_first_packet(network: Option<&str>, paralle
     let one = |i: usize| {
         let name = format!("shot-{i}");
         timeline.mark("test", format!("docker run {name}"));
-        let order = if i % 2 == 0 { [v6, v4] } else { [v4, v6] };
+        let order = if i.is_multiple_of(2) { [v6, v4] } else { [v4, v6] };
         let s = shot(&dk, &name, &labelled, &order);
         timeline.mark("test", format!("{name}: {}", if s.echoed { "echoed" } else { "FAILED" }));
         (name, s)

@@ -72,6 +72,15 @@ impl Ctx<'_> {
     fn untimed(&self, args: &[&str]) -> Result<(), String> {
         run_quiet(Command::new(self.binary).args(args).args(["--netns", self.netns])).map(drop)
     }
+
+    /// Another program's commit in the namespace (an empty table made and deleted), as dockerd
+    /// or a firewall script makes them all the time: the next apply cannot take its shortcut.
+    fn foreign_commit(&self) -> Result<(), String> {
+        let netns = format!("/run/netns/{}", self.netns);
+        let nft = |cmd: &str| run_quiet(Command::new("nsenter").arg(format!("--net={netns}")).args(["nft", cmd]));
+        nft("add table ip eg_bench_other")?;
+        nft("delete table ip eg_bench_other").map(drop)
+    }
 }
 
 type Step<'a> = Box<dyn Fn(&Ctx, usize) -> Result<(), String> + Sync + 'a>;
@@ -181,6 +190,16 @@ fn backend_rows<'a>(files: &'a Files, backend: &'static str, n: usize) -> Vec<Be
             run: Box::new({
                 let config = config.clone();
                 move |ctx, _| steady(apply(ctx, &config, "already in place")?)
+            }),
+        },
+        Bench {
+            name: label("steady apply after another program's commit"),
+            size: Some(n),
+            prepare: Box::new(prepared.clone()),
+            before: Box::new(|ctx, _| ctx.foreign_commit()),
+            run: Box::new({
+                let config = config.clone();
+                move |ctx, _| steady(apply(ctx, &config, ": already in place")?)
             }),
         },
         Bench {

@@ -71,11 +71,13 @@ struct File {
     service: Option<BTreeMap<String, GrantTable>>,
 }
 
-/// `[container.NAME]`, `[network.NAME]`, `[service.NAME]`: what it may reach besides `allow`.
+/// `[container.NAME]`, `[network.NAME]`, `[service.NAME]`: what it may reach besides `allow`
+/// and `allow_domain`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GrantTable {
     allow: Option<Vec<Spanned<String>>>,
+    allow_domain: Option<Vec<Spanned<String>>>,
     egress: Option<Egress>,
 }
 
@@ -252,8 +254,13 @@ impl Ctx<'_> {
             .into_iter()
             .map(|(name, t)| {
                 let allow = self.list("allow", t.allow, policy::parse_allow)?.unwrap_or_default();
-                let grant =
-                    Grant { allow: allow.into_iter().map(|a| a.value).collect(), open: t.egress == Some(Egress::Open) };
+                let domains =
+                    self.list("allow_domain", t.allow_domain, policy::parse_allow_domain)?.unwrap_or_default();
+                let grant = Grant {
+                    allow: allow.into_iter().map(|a| a.value).collect(),
+                    domains: domains.into_iter().map(|d| d.value).collect(),
+                    open: t.egress == Some(Egress::Open),
+                };
                 Ok((name, grant))
             })
             .collect()
@@ -347,7 +354,9 @@ target = "docker-user"
         assert!(!blocks.is_empty());
         for block in blocks {
             let config = parse("docs/configuration.md", &block).unwrap_or_else(|e| panic!("{e}\n{block}"));
-            config.policy.resolve().unwrap_or_else(|e| panic!("{e}\n{block}"));
+            let policy = config.policy.resolve().unwrap_or_else(|e| panic!("{e}\n{block}"));
+            let web = &policy.grants.containers["ctf-web-1"];
+            assert_eq!(web.domains, [policy::parse_allow_domain("deb.test").unwrap()]);
         }
     }
 

@@ -1,5 +1,6 @@
 //! Allowances per container and per network (pure). Docker labels on a container or a network
-//! (`egress-guard.allow`, a comma-separated list in `--allow` syntax, and
+//! (`egress-guard.allow`, a comma-separated list in `--allow` syntax,
+//! `egress-guard.allow-domain`, the same in `--allow-domain` syntax, and
 //! `egress-guard.egress=open`) and the config file's `[container.NAME]`, `[network.NAME]` and
 //! `[service.NAME]` tables say what a container may reach beyond the policy's own allow-list.
 //! Here they become source ranges (a container's addresses, a network's subnets) with what each
@@ -11,11 +12,15 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::dns::names::AllowDomain;
 use crate::docker::{Container, Network};
 use crate::policy::{self, Allow, ValueError};
 
 /// Destinations a container (or every member of a network) may reach, `--allow` syntax.
 pub const ALLOW_LABEL: &str = "egress-guard.allow";
+/// Names a container (or every member of a network) may resolve and reach through watch's
+/// DNS forwarder, `--allow-domain` syntax.
+pub const ALLOW_DOMAIN_LABEL: &str = "egress-guard.allow-domain";
 /// `open`: the container (or the network's members) may reach anywhere; `closed`: the default.
 pub const EGRESS_LABEL: &str = "egress-guard.egress";
 
@@ -23,13 +28,15 @@ pub const EGRESS_LABEL: &str = "egress-guard.egress";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grant {
     pub allow: Vec<Allow>,
+    /// Names whose looked-up addresses it may reach (`egress-guard.allow-domain`).
+    pub domains: Vec<AllowDomain>,
     /// Anywhere (`egress-guard.egress=open`).
     pub open: bool,
 }
 
 impl Grant {
     pub fn is_empty(&self) -> bool {
-        self.allow.is_empty() && !self.open
+        self.allow.is_empty() && self.domains.is_empty() && !self.open
     }
 
     fn add(&mut self, other: &Grant) {
@@ -38,15 +45,25 @@ impl Grant {
                 self.allow.push(*a);
             }
         }
+        for d in &other.domains {
+            if !self.domains.contains(d) {
+                self.domains.push(d.clone());
+            }
+        }
         self.open |= other.open;
     }
 
-    /// As `status` shows it: `open`, or the destinations in `--allow` syntax.
+    /// As `status` shows it: `open`, or the destinations in `--allow` syntax and the names in
+    /// `--allow-domain` syntax.
     pub fn describe(&self) -> String {
-        match (self.open, self.allow.is_empty()) {
-            (true, _) => "open (anywhere)".into(),
-            (false, true) => "closed".into(),
-            (false, false) => self.allow.iter().map(Allow::to_string).collect::<Vec<_>>().join(", "),
+        if self.open {
+            return "open (anywhere)".into();
+        }
+        let all: Vec<String> =
+            self.allow.iter().map(Allow::to_string).chain(self.domains.iter().map(AllowDomain::to_string)).collect();
+        match all.is_empty() {
+            true => "closed".into(),
+            false => all.join(", "),
         }
     }
 }
@@ -82,6 +99,14 @@ impl Grants {
     pub fn is_empty(&self) -> bool {
         self.containers.is_empty() && self.networks.is_empty() && self.services.is_empty()
     }
+
+    /// Whether any table allows names (then watch answers DNS for the containers it names).
+    pub fn has_domains(&self) -> bool {
+        [&self.containers, &self.networks, &self.services]
+            .iter()
+            .flat_map(|m| m.values())
+            .any(|g| !g.domains.is_empty())
+    }
 }
 
 /// A label that cannot work: the object it is on gets nothing from it.
@@ -93,6 +118,12 @@ pub enum LabelError {
     EmptyAllow,
     #[error("label {EGRESS_LABEL}={0:?}: takes open or closed")]
     Egress(String),
+    #[error("label {ALLOW_DOMAIN_LABEL}: {entry:?}: {why}")]
+    AllowDomain { entry: String, why: ValueError },
+    #[error(
+        "label {ALLOW_DOMAIN_LABEL} is empty: list names (e.g. pypi.org,*.pythonhosted.org:443/tcp), or drop the label"
+    )]
+    EmptyAllowDomain,
 }
 
 /// The grant a container's or network's labels give; labels of ours that cannot be read are
@@ -106,7 +137,18 @@ pub fn from_labels(labels: &BTreeMap<String, String>) -> Result<Grant, LabelErro
         }
         for entry in entries {
             let allow = policy::parse_allow(entry).map_err(|why| LabelError::Allow { entry: entry.into(), why })?;
-            grant.add(&Grant { allow: vec![allow], open: false });
+            grant.add(&Grant { allow: vec![allow], ..Grant::default() });
+        }
+    }
+    if let Some(list) = labels.get(ALLOW_DOMAIN_LABEL) {
+        let entries: Vec<&str> = list.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+        if entries.is_empty() {
+            return Err(LabelError::EmptyAllowDomain);
+        }
+        for entry in entries {
+            let domain = policy::parse_allow_domain(entry)
+                .map_err(|why| LabelError::AllowDomain { entry: entry.into(), why })?;
+            grant.add(&Grant { domains: vec![domain], ..Grant::default() });
         }
     }
     if let Some(word) = labels.get(EGRESS_LABEL) {
@@ -137,6 +179,17 @@ pub struct ContainerView {
     pub egress: String,
     /// Where that comes from: `label`, `network NAME (label)`, `config container.NAME`, …
     pub from: Vec<String>,
+    /// The names it may look up and reach (its own and its networks'): what watch's DNS
+    /// forwarder answers it. In `egress` for people.
+    #[serde(skip)]
+    pub domains: Vec<AllowDomain>,
+}
+
+impl Live {
+    /// Whether any running container may look names up (then watch's forwarder runs).
+    pub fn has_domains(&self) -> bool {
+        self.containers.iter().any(|c| !c.domains.is_empty())
+    }
 }
 
 /// What the sets of our table hold for the containers Docker runs now.
@@ -188,6 +241,7 @@ pub fn resolve<'a>(
             addresses,
             egress: effective.describe(),
             from,
+            domains: if effective.open { Vec::new() } else { effective.domains },
         });
     }
     live
@@ -300,11 +354,11 @@ mod tests {
             [
                 SourceGrant {
                     source: "172.18.0.0/16".parse().unwrap(),
-                    grant: Grant { allow: allow(&["198.51.100.0/24"]), open: false }
+                    grant: Grant { allow: allow(&["198.51.100.0/24"]), ..Grant::default() }
                 },
                 SourceGrant {
                     source: "172.18.0.2/32".parse().unwrap(),
-                    grant: Grant { allow: allow(&["203.0.113.7:443/tcp"]), open: false }
+                    grant: Grant { allow: allow(&["203.0.113.7:443/tcp"]), ..Grant::default() }
                 },
             ]
         );
@@ -317,9 +371,9 @@ mod tests {
     #[test]
     fn config_tables_grant_by_container_network_and_compose_service() {
         let mut config = Grants::default();
-        config.containers.insert("web".into(), Grant { allow: allow(&["198.51.100.1"]), open: false });
-        config.services.insert("worker".into(), Grant { allow: Vec::new(), open: true });
-        config.networks.insert("bridge".into(), Grant { allow: allow(&["203.0.113.0/24"]), open: false });
+        config.containers.insert("web".into(), Grant { allow: allow(&["198.51.100.1"]), ..Grant::default() });
+        config.services.insert("worker".into(), Grant { open: true, ..Grant::default() });
+        config.networks.insert("bridge".into(), Grant { allow: allow(&["203.0.113.0/24"]), ..Grant::default() });
         let nets = [network("n0", "bridge", "172.17.0.0/16", &[])];
         let web = container("web", "n0", "172.17.0.2", &[]);
         let worker = container(
@@ -335,13 +389,38 @@ mod tests {
     }
 
     #[test]
+    fn names_come_from_the_containers_label_and_its_networks_and_open_needs_none() {
+        let d = |list: &[&str]| list.iter().map(|n| policy::parse_allow_domain(n).unwrap()).collect::<Vec<_>>();
+        let g = from_labels(&labels(&[(ALLOW_DOMAIN_LABEL, "pypi.test, *.pythonhosted.test:443/tcp")])).unwrap();
+        assert_eq!(g.domains, d(&["pypi.test", "*.pythonhosted.test:443/tcp"]));
+        assert_eq!(g.describe(), "pypi.test, *.pythonhosted.test:443/tcp");
+        let bad = from_labels(&labels(&[(ALLOW_DOMAIN_LABEL, "pypi.test,198.51.100.7")])).unwrap_err();
+        assert!(bad.to_string().starts_with("label egress-guard.allow-domain: \"198.51.100.7\": "), "{bad}");
+        assert_eq!(from_labels(&labels(&[(ALLOW_DOMAIN_LABEL, ",")])), Err(LabelError::EmptyAllowDomain));
+
+        let nets = [network("n1", "ci", "172.18.0.0/16", &[(ALLOW_DOMAIN_LABEL, "deb.test")])];
+        let web = container("web", "n1", "172.18.0.2", &[(ALLOW_DOMAIN_LABEL, "pypi.test")]);
+        let free = container("free", "n1", "172.18.0.3", &[(EGRESS_LABEL, "open")]);
+        let live = resolve([&web, &free], &nets, &Grants::default());
+        assert_eq!(live.containers[0].domains, d(&["pypi.test", "deb.test"]));
+        assert!(live.containers[1].domains.is_empty(), "open: the forwarder has nothing to answer it");
+        assert!(live.has_domains());
+        let mut config = Grants::default();
+        config.containers.insert("db".into(), Grant { domains: d(&["pypi.test"]), ..Grant::default() });
+        assert!(config.has_domains() && !Grants::default().has_domains());
+    }
+
+    #[test]
     fn a_malformed_label_drops_only_that_object_and_is_reported() {
         let bad = container("bad", "n1", "172.18.0.9", &[(ALLOW_LABEL, "anywhere")]);
         let good = container("good", "n1", "172.18.0.10", &[(EGRESS_LABEL, "open")]);
         let live = resolve([&bad, &good], &[], &Grants::default());
         assert_eq!(
             live.sources,
-            [SourceGrant { source: "172.18.0.10/32".parse().unwrap(), grant: Grant { allow: Vec::new(), open: true } }]
+            [SourceGrant {
+                source: "172.18.0.10/32".parse().unwrap(),
+                grant: Grant { open: true, ..Grant::default() }
+            }]
         );
         assert_eq!(live.problems.len(), 1);
         assert!(

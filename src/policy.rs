@@ -145,7 +145,8 @@ pub struct Logging {
     pub rate: Limit,
 }
 
-/// The DNS forwarder's settings; off while `domains` is empty.
+/// The DNS forwarder's settings; off while no name is allowed, to everyone (`domains`) or to
+/// some containers (`for_containers`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dns {
     pub domains: Vec<AllowDomain>,
@@ -155,6 +156,10 @@ pub struct Dns {
     pub refuse_with: RefuseWith,
     /// The port the forwarder listens on, where the nat rule redirects containers' port 53.
     pub port: u16,
+    /// Whether containers may be allowed names of their own (the config's tables, labels):
+    /// then the guard keeps the sets of who may look names up and what each got. Not from the
+    /// user's words but decided beside `Policy::per_source`, and kept while those sets exist.
+    pub for_containers: bool,
 }
 
 impl Default for Dns {
@@ -165,11 +170,13 @@ impl Default for Dns {
             lifetimes: Lifetimes::default(),
             refuse_with: RefuseWith::default(),
             port: DEFAULT_DNS_PORT,
+            for_containers: false,
         }
     }
 }
 
 impl Dns {
+    /// Whether every guarded container's DNS is answered by the forwarder (names allowed to all).
     pub fn is_on(&self) -> bool {
         !self.domains.is_empty()
     }
@@ -248,6 +255,17 @@ impl Policy {
     /// lets out, and the refusing rules skip marked packets.
     pub fn marks(&self) -> bool {
         !self.allow.is_empty() || self.per_source || self.dns.is_on()
+    }
+
+    /// Whether some containers' DNS is answered by watch's forwarder: the redirect, the
+    /// forwarder's sets and its port's guard are in our table.
+    pub fn answers_dns(&self) -> bool {
+        self.dns.is_on() || self.per_source_dns()
+    }
+
+    /// Whether names allowed per container (labels, the config's tables) have their sets.
+    pub fn per_source_dns(&self) -> bool {
+        self.per_source && self.dns.for_containers
     }
 }
 
@@ -354,8 +372,6 @@ pub enum PolicyError {
     Twice(String),
     #[error("{shown}: an {family} destination, but no {family} --subnet is guarded", family = family.word())]
     AllowFamily { shown: String, family: Family },
-    #[error("--dns-upstream, --dns-min-ttl, --dns-max-ttl, --dns-refuse-with and --dns-port are for --allow-domain: add a name, or drop them")]
-    DnsWithoutDomain,
     #[error("--dns-min-ttl is longer than --dns-max-ttl: swap them")]
     TtlOrder,
     #[error("dns_port 0 is no port: give one from 1 to 65535 (default 53053)")]
@@ -462,21 +478,11 @@ impl PolicySpec {
         })
     }
 
-    /// `--allow-domain` and the forwarder's settings; those settings without a name to allow
-    /// are a mistake, said as such.
+    /// `--allow-domain` and the forwarder's settings. The settings stand without a name: the
+    /// names may come from containers' labels, which only `watch` sees.
     fn dns(&self) -> Result<Dns, PolicyError> {
         let domains = self.allow_domains.clone().unwrap_or_default();
         no_duplicates(&domains)?;
-        let settings = [
-            self.dns_upstreams.is_some(),
-            self.dns_min_ttl.is_some(),
-            self.dns_max_ttl.is_some(),
-            self.dns_refuse_with.is_some(),
-            self.dns_port.is_some(),
-        ];
-        if domains.is_empty() && settings.contains(&true) {
-            return Err(PolicyError::DnsWithoutDomain);
-        }
         let defaults = Lifetimes::default();
         let min = self.dns_min_ttl.map_or(defaults.min, |s| std::time::Duration::from_secs(s.into()));
         let max = self.dns_max_ttl.map_or(defaults.max, |s| std::time::Duration::from_secs(s.into()));
@@ -492,6 +498,7 @@ impl PolicySpec {
             lifetimes: Lifetimes { min, max },
             refuse_with: self.dns_refuse_with.unwrap_or_default(),
             port: self.dns_port.unwrap_or(DEFAULT_DNS_PORT),
+            for_containers: false,
         })
     }
 

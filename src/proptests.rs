@@ -1763,7 +1763,7 @@ fn arb_sets_policy() -> impl Strategy<Value = Policy> {
     let source =
         (0u8..16, 28u8..=32).prop_map(|(a, len)| IpNet::new(Ipv4Addr::new(172, 17, 0, a).into(), len).unwrap().trunc());
     let grant = (prop::collection::vec(arb_small_allow(), 0..4), any::<bool>())
-        .prop_map(|(allow, open)| crate::grants::Grant { allow, open });
+        .prop_map(|(allow, open)| crate::grants::Grant { allow, open, ..Default::default() });
     let sources = prop::collection::vec((source, grant), 0..4);
     (prop::collection::vec(arb_small_allow(), 0..12), sources).prop_map(|(mut allow, sources)| {
         for seed in ["198.51.100.0/24", "198.51.100.53:53/udp", "2001:db8:1::/64", "[2001:db8:1::53]:53/tcp"] {

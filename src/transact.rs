@@ -4,13 +4,14 @@
 //! backend's place or encoding.
 
 use crate::backend::detect::{self, Choice};
-use crate::backend::table::OwnTable;
+use crate::backend::table::{Kept, OwnTable};
 use crate::backend::{Backend, BackendError, Change, PlaceReport, Step, Target};
 use crate::error::Error;
+use crate::grants::Live;
 use crate::nft::msg::BatchBuilder;
 use crate::nft::socket::Netlink;
 use crate::nft::NlError;
-use crate::policy::Policy;
+use crate::policy::{Dns, Policy};
 use crate::report::Report;
 use crate::snapshot::{self, Snapshot};
 
@@ -127,11 +128,18 @@ pub fn apply(
 /// The policy with `per_source` decided: the guard keeps per-container and per-network sets
 /// once anything asked for them (the config's tables, a labelled container `watch` saw), and
 /// keeps them while they exist, so `apply` beside a running `watch` never takes away what
-/// watch keeps, and a container coming or going changes elements, never the rules.
+/// watch keeps, and a container coming or going changes elements, never the rules. Names
+/// allowed per container (`dns.for_containers`) are decided the same way.
 fn with_per_source(nl: &mut Netlink, policy: &Policy) -> Result<Policy, Error> {
-    let asked = !policy.grants.is_empty() || policy.live.as_ref().is_some_and(|l| !l.sources.is_empty());
-    let per_source = policy.per_source || asked || OwnTable::guard(Vec::new()).keeps_docker_sets(nl)?;
-    Ok(Policy { per_source, ..policy.clone() })
+    let live = policy.live.as_deref();
+    let asked = !policy.grants.is_empty() || live.is_some_and(|l| !l.sources.is_empty());
+    let names_asked = policy.grants.has_domains() || live.is_some_and(Live::has_domains);
+    let decided = (policy.per_source || asked) && (policy.dns.for_containers || names_asked);
+    let kept = if decided { Kept::default() } else { OwnTable::guard(Vec::new()).keeps(nl)? };
+    let for_containers = policy.dns.for_containers || names_asked || kept.dns_clients;
+    let per_source = policy.per_source || asked || for_containers || kept.docker_sets;
+    let dns = Dns { for_containers, ..policy.dns.clone() };
+    Ok(Policy { per_source, dns, ..policy.clone() })
 }
 
 /// Our rules out of places no longer used; a table by our name that is not ours is left alone.

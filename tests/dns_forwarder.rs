@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use egress_guard::dns::clients::Clients;
 use egress_guard::dns::forwarder::{Config, Forwarder, Refusal, Refusals};
 use egress_guard::dns::grant::Lifetimes;
 use egress_guard::dns::names::{parse_allow_domain, DomainList};
@@ -44,6 +45,11 @@ impl Refusals for Recorder {
 
 impl Fixture {
     fn new(allow: &[&str], lifetimes: Lifetimes) -> Fixture {
+        Fixture::with_clients(allow, lifetimes, Clients::default())
+    }
+
+    /// With `clients`: names allowed to some containers only.
+    fn with_clients(allow: &[&str], lifetimes: Lifetimes, clients: Clients) -> Fixture {
         let dh = DockerHost::new();
         let zone = Zone::start(&dh.internet, &dh.host);
         let sets = GrantSets::named_in(TEST_TABLE);
@@ -53,6 +59,7 @@ impl Fixture {
         let mut config =
             Config::new(FORWARDER_PORT, vec![SocketAddr::new(DNS_V4.into(), 53)], DomainList::new(&entries));
         config.lifetimes = lifetimes;
+        config.clients = clients;
         let recorder = Recorder::default();
         let refusals = Arc::clone(&recorder.0);
         let forwarder = dh.host.enter(move || {
@@ -90,12 +97,19 @@ fn test_table(sets: &GrantSets) -> String {
          chain guard {{\n  \
            ip daddr @{v4} accept\n  ip6 daddr @{v6} accept\n  \
            ip daddr . meta l4proto . th dport @{v4p} accept\n  ip6 daddr . meta l4proto . th dport @{v6p} accept\n  \
+           ip saddr . ip daddr @{v4f} accept\n  ip6 saddr . ip6 daddr @{v6f} accept\n  \
+           ip saddr . ip daddr . meta l4proto . th dport @{v4fp} accept\n  \
+           ip6 saddr . ip6 daddr . meta l4proto . th dport @{v6fp} accept\n  \
            meta l4proto tcp reject with tcp reset\n  reject with icmpx admin-prohibited\n}}\n}}\n",
         decl = sets.nft_declarations(),
         v4 = sets.v4,
         v6 = sets.v6,
         v4p = sets.v4_port,
         v6p = sets.v6_port,
+        v4f = sets.v4_from,
+        v6f = sets.v6_from,
+        v4fp = sets.v4_from_port,
+        v6fp = sets.v6_from_port,
     )
 }
 
@@ -296,4 +310,34 @@ fn a_truncated_udp_answer_is_fetched_again_over_tcp_and_all_of_it_granted() {
     let (rcode, addrs) = lookup(&fx.dh.c1, IpAddr::V4(DNS_V4), "big.test", RecordType::AAAA, true);
     assert_eq!((rcode, addrs.len()), (ResponseCode::NoError, usize::from(BIG_RECORDS)));
     assert_eq!(fx.forwarder().counters().commits, 1);
+}
+
+/// A name allowed to c1 alone (a label, a config table): c1 resolves it and connects, from its
+/// IPv6 address too after an AAAA asked over IPv4; c3 gets NXDOMAIN and stays closed even by
+/// address while c1's grant holds; the grant's element is `c1 . destination`, as nft lists it.
+#[test]
+fn a_name_allowed_to_one_container_opens_its_addresses_to_that_container_only() {
+    harness::require_kernel!();
+    let clients = Clients::default();
+    let c1: [IpAddr; 2] = [C1_V4.into(), C1_V6.into()];
+    let pypi = [parse_allow_domain("pypi.test").unwrap()];
+    clients.set([(&c1[..], &pypi[..])]);
+    let fx = Fixture::with_clients(&[], Lifetimes::default(), clients);
+    let (v4, v6) = (IpAddr::V4(PYPI_V4), IpAddr::V6(PYPI_V6));
+    assert_eq!(lookup(&fx.dh.c1, IpAddr::V4(DNS_V4), "pypi.test", RecordType::A, false), noerror(&[v4]));
+    assert_eq!(lookup(&fx.dh.c1, IpAddr::V4(DNS_V4), "pypi.test", RecordType::AAAA, true), noerror(&[v6]));
+    for to in [v4, v6] {
+        assert_eq!(echo_probe(to).run_in(&fx.dh.c1), Outcome::Open, "c1 to {to}");
+        assert_ne!(echo_probe(to).run_in(&fx.dh.c3), Outcome::Open, "c3 to {to}: c1's grant is not c3's");
+    }
+    assert_eq!(
+        lookup(&fx.dh.c3, IpAddr::V4(DNS_V4), "pypi.test", RecordType::A, false),
+        (ResponseCode::NXDomain, vec![])
+    );
+    let listed = fx.dh.host.run(&["nft", "list", "set", "inet", TEST_TABLE, "dnsfrom4"]);
+    assert!(listed.contains(&format!("{C1_V4} . {PYPI_V4} timeout")), "{listed}");
+    let listed = fx.dh.host.run(&["nft", "list", "set", "inet", TEST_TABLE, "dnsfrom6"]);
+    assert!(listed.contains(&format!("{C1_V6} . {PYPI_V6} timeout")), "{listed}");
+    let empty = fx.dh.host.run(&["nft", "list", "set", "inet", TEST_TABLE, "dns4"]);
+    assert!(!empty.contains("elements"), "nothing granted to everyone: {empty}");
 }

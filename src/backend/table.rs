@@ -42,22 +42,32 @@ impl OwnTable {
         OwnTable { families, spec: GUARD }
     }
 
-    /// Whether the table holds the sets of per-source allowances (one GETSET dump).
-    pub fn keeps_docker_sets(&self, nl: &mut Netlink) -> Result<bool, NlError> {
+    /// Which kinds of per-source sets the table holds (one GETSET dump).
+    pub fn keeps(&self, nl: &mut Netlink) -> Result<Kept, NlError> {
         let what = format!("GETSET inet {}", self.spec.name);
         let found = nl.get(&what, |seq| set::getset_dump(seq, NFPROTO_INET, self.spec.name))?.unwrap_or_default();
+        let mut kept = Kept::default();
         for reply in found {
-            if layout::is_docker_set(&NftSet::decode(&reply.reply())?.name) {
-                return Ok(true);
-            }
+            let name = NftSet::decode(&reply.reply())?.name;
+            kept.docker_sets |= layout::is_docker_set(&name);
+            kept.dns_clients |= layout::is_dns_client_set(&name);
         }
-        Ok(false)
+        Ok(kept)
     }
 
     /// `watch`'s shield: every family, in a table only watch's socket may change.
     pub fn shield() -> OwnTable {
         OwnTable { families: Family::ALL.to_vec(), spec: SHIELD }
     }
+}
+
+/// What [`OwnTable::keeps`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kept {
+    /// The per-container and per-network allowances' sets.
+    pub docker_sets: bool,
+    /// The sets of containers allowed names of their own, and of their grants.
+    pub dns_clients: bool,
 }
 
 /// What our table holds in the kernel now.

@@ -142,6 +142,7 @@ mod tests {
             addresses: vec!["172.18.0.2".parse().unwrap()],
             egress: egress.into(),
             from: vec!["label".into()],
+            domains: Vec::new(),
         }
     }
 

@@ -156,7 +156,11 @@ impl Daemon {
                     return Ok(Done::default());
                 }
                 Event::Docker => {
-                    if self.look_at_docker() {
+                    let changed = self.look_at_docker();
+                    // Before the heal that lets a container allowed names of its own in: the
+                    // forwarder answers its first query.
+                    self.dns.follow(&self.policy.dns, self.docker.as_ref().map(DockerFeed::follower));
+                    if changed {
                         // A container is starting: its allowances go in now, before its first
                         // packet, whatever a fight's delay says.
                         let status = self.heal("docker", false)?;
@@ -239,6 +243,7 @@ impl Daemon {
             warn(&format!("docker: {p}"));
         }
         self.problems = live.problems.clone();
+        self.dns.set_clients(&live);
         let sources_changed = self.live.as_ref().map(|l| &l.sources) != Some(&live.sources);
         self.live = Some(Arc::new(live));
         sources_changed

@@ -23,9 +23,11 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use nix::sys::socket::{self, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage};
 
+use super::clients::Clients;
 use super::grant::{self, Allower, GrantCache, Lifetimes};
 use super::message::{Answer, ClientQuery};
 use super::names::DomainList;
+use super::names::Reach;
 
 /// How often a blocked listener looks at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
@@ -63,7 +65,10 @@ pub struct Config {
     /// the same for the others). The nat rules redirect containers' port 53 here.
     pub port: u16,
     pub upstreams: Vec<SocketAddr>,
+    /// Names allowed to every client.
     pub domains: DomainList,
+    /// Names allowed to some containers only, by their addresses.
+    pub clients: Clients,
     pub refuse_with: RefuseWith,
     pub lifetimes: Lifetimes,
     /// How long one upstream attempt waits for its answer.
@@ -85,6 +90,7 @@ impl Config {
             port,
             upstreams,
             domains,
+            clients: Clients::default(),
             refuse_with: RefuseWith::default(),
             lifetimes: Lifetimes::default(),
             upstream_timeout: Duration::from_millis(1500),
@@ -520,19 +526,29 @@ impl<A: Allower, R: Refusals> Shared<A, R> {
             }
         };
         bump(&self.counters.queries);
-        let Some(reach) = self.config.domains.reach(query.labels()) else {
+        let everyone = self.config.domains.reach(query.labels());
+        let own = self.config.clients.get(client).and_then(|c| Some((c.domains.reach(query.labels())?, c)));
+        if everyone.is_none() && own.is_none() {
             bump(&self.counters.refused);
             let refusal = Refusal { client, name: query.display_name(), qtype: query.qtype() };
             self.refusals.refused(&refusal);
             return Some(query.answer(self.config.refuse_with.rcode()));
-        };
+        }
         bump(&self.counters.forwarded);
         let Some((answer, raw)) = self.resolve(&query, transport) else {
             bump(&self.counters.upstream_errors);
             return Some(query.answer(ResponseCode::ServFail));
         };
         if !answer.addresses.is_empty() {
-            let grants = grant::grants(&answer.addresses, &reach, &self.config.lifetimes);
+            let lifetimes = &self.config.lifetimes;
+            let mut grants =
+                everyone.as_ref().map(|r| grant::grants(&answer.addresses, r, lifetimes)).unwrap_or_default();
+            // Allowed to everyone on every port: the container's own entry adds nothing.
+            let own = own.filter(|_| everyone != Some(Reach::Any));
+            if let Some((reach, c)) = own {
+                let theirs = grant::grants(&answer.addresses, &reach, lifetimes);
+                grants.extend(grant::from_sources(&theirs, &c.addresses));
+            }
             if let Err(e) = self.grant(client, &grants) {
                 bump(&self.counters.grant_errors);
                 self.refusals.grant_failed(client, &query.display_name(), &e);

@@ -13,6 +13,9 @@ use crate::net::Proto;
 /// One destination a container may now open connections to, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Grant {
+    /// `None`: every guarded container (the name is allowed to all); otherwise only this source
+    /// address (the name is allowed to the container that holds it), of the same family.
+    pub from: Option<IpAddr>,
     pub addr: IpAddr,
     /// `None`: every port; otherwise one port of one protocol (`--allow-domain NAME:PORT/PROTO`).
     pub port: Option<(u16, Proto)>,
@@ -65,7 +68,20 @@ pub fn grants(addresses: &[(IpAddr, u32)], reach: &Reach, lifetimes: &Lifetimes)
     let mut out = Vec::with_capacity(addresses.len() * ports.len());
     for &(addr, ttl) in addresses {
         for &port in &ports {
-            out.push(Grant { addr, port, timeout: lifetimes.for_ttl(ttl) });
+            out.push(Grant { from: None, addr, port, timeout: lifetimes.for_ttl(ttl) });
+        }
+    }
+    out
+}
+
+/// The grants for a name allowed to one container only: each of `grants` from each of the
+/// container's addresses of the destination's family (an AAAA asked over IPv4 opens the
+/// destination to the container's IPv6 address).
+pub fn from_sources(grants: &[Grant], sources: &[IpAddr]) -> Vec<Grant> {
+    let mut out = Vec::new();
+    for g in grants {
+        for &src in sources.iter().filter(|s| s.is_ipv4() == g.addr.is_ipv4()) {
+            out.push(Grant { from: Some(src), ..*g });
         }
     }
     out
@@ -92,6 +108,9 @@ impl Commit {
     }
 }
 
+/// What a grant opens: (to whom, where, which port), its timeout aside.
+type Destination = (Option<IpAddr>, IpAddr, Option<(u16, Proto)>);
+
 /// When each granted destination runs out in the kernel, as far as our own commits say.
 ///
 /// A grant that still has the time a lookup asks for needs no commit. When one does, it is
@@ -99,7 +118,7 @@ impl Commit {
 /// committed about once per quarter of its lifetime, not once per lookup.
 #[derive(Debug)]
 pub struct GrantCache {
-    expiry: HashMap<(IpAddr, Option<(u16, Proto)>), Instant>,
+    expiry: HashMap<Destination, Instant>,
     capacity: usize,
 }
 
@@ -128,7 +147,7 @@ impl GrantCache {
         for grant in wanted {
             let until = now + grant.timeout;
             let with_headroom = Grant { timeout: grant.timeout + grant.timeout / 4, ..*grant };
-            match self.expiry.get(&(grant.addr, grant.port)) {
+            match self.expiry.get(&(grant.from, grant.addr, grant.port)) {
                 Some(&end) if end >= until => {}
                 Some(&end) if end > now + EXPIRY_MARGIN => commit.extend.push(with_headroom),
                 _ => commit.add.push(with_headroom),
@@ -152,7 +171,7 @@ impl GrantCache {
         }
         for grant in commit.all() {
             let end = now + grant.timeout;
-            let slot = self.expiry.entry((grant.addr, grant.port)).or_insert(end);
+            let slot = self.expiry.entry((grant.from, grant.addr, grant.port)).or_insert(end);
             *slot = (*slot).max(end);
         }
     }
@@ -195,10 +214,18 @@ mod tests {
         assert_eq!(
             any,
             [
-                Grant { addr: ip(1), port: None, timeout: secs(30) },
-                Grant { addr: ip(2), port: None, timeout: secs(100) }
+                Grant { from: None, addr: ip(1), port: None, timeout: secs(30) },
+                Grant { from: None, addr: ip(2), port: None, timeout: secs(100) }
             ]
         );
+        // Allowed to one container: from each of its addresses of the destination's family.
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        let both = grants(&[(ip(1), 30), (v6, 30)], &Reach::Any, &l);
+        let c4: IpAddr = "172.17.0.2".parse().unwrap();
+        let c6: IpAddr = "fd00::2".parse().unwrap();
+        let from = from_sources(&both, &[c4, c6]);
+        assert_eq!(from.iter().map(|g| (g.from, g.addr)).collect::<Vec<_>>(), [(Some(c4), ip(1)), (Some(c6), v6)]);
+        assert!(from_sources(&both[1..], &[c4]).is_empty(), "no IPv6 address: no IPv6 grant");
         let two = Reach::Ports(vec![(80, Proto::Tcp), (443, Proto::Tcp)]);
         let g = grants(&addrs[..1], &two, &l);
         assert_eq!(g.iter().map(|g| g.port).collect::<Vec<_>>(), [Some((80, Proto::Tcp)), Some((443, Proto::Tcp))]);
@@ -208,7 +235,7 @@ mod tests {
     fn a_grant_with_time_left_needs_no_commit() {
         let t0 = Instant::now();
         let mut cache = GrantCache::new(100);
-        let g = Grant { addr: ip(1), port: None, timeout: secs(60) };
+        let g = Grant { from: None, addr: ip(1), port: None, timeout: secs(60) };
         let first = cache.plan(t0, &[g]);
         assert_eq!(first, Commit { add: vec![Grant { timeout: secs(75), ..g }], extend: vec![] });
         cache.committed(t0, &first);
@@ -230,7 +257,7 @@ mod tests {
     fn nearly_expired_counts_as_gone() {
         let t0 = Instant::now();
         let mut cache = GrantCache::new(100);
-        let g = Grant { addr: ip(1), port: None, timeout: secs(4) };
+        let g = Grant { from: None, addr: ip(1), port: None, timeout: secs(4) };
         let c = cache.plan(t0, &[g]);
         cache.committed(t0, &c); // runs out at t0 + 5 s
         let at = t0 + secs(5) - Duration::from_millis(500);
@@ -238,10 +265,24 @@ mod tests {
     }
 
     #[test]
+    fn a_grant_to_one_container_is_not_a_grant_to_all() {
+        let t0 = Instant::now();
+        let mut cache = GrantCache::new(100);
+        let c: IpAddr = "172.17.0.2".parse().unwrap();
+        let one = Grant { from: Some(c), addr: ip(1), port: None, timeout: secs(60) };
+        let commit = cache.plan(t0, &[one]);
+        cache.committed(t0, &commit);
+        let all = Grant { from: None, ..one };
+        assert_eq!(cache.plan(t0, &[one, all]).add, [Grant { timeout: secs(75), ..all }]);
+        let other = Grant { from: Some("172.17.0.3".parse().unwrap()), ..one };
+        assert_eq!(cache.plan(t0, &[other]).add.len(), 1);
+    }
+
+    #[test]
     fn ports_are_separate_destinations() {
         let t0 = Instant::now();
         let mut cache = GrantCache::new(100);
-        let web = Grant { addr: ip(1), port: Some((443, Proto::Tcp)), timeout: secs(60) };
+        let web = Grant { from: None, addr: ip(1), port: Some((443, Proto::Tcp)), timeout: secs(60) };
         let c = cache.plan(t0, &[web]);
         cache.committed(t0, &c);
         let any = Grant { port: None, ..web };
@@ -253,7 +294,7 @@ mod tests {
         let t0 = Instant::now();
         let mut cache = GrantCache::new(50);
         for i in 0..1000u32 {
-            let g = Grant { addr: IpAddr::from(i.to_be_bytes()), port: None, timeout: secs(60) };
+            let g = Grant { from: None, addr: IpAddr::from(i.to_be_bytes()), port: None, timeout: secs(60) };
             let c = cache.plan(t0, &[g]);
             cache.committed(t0, &c);
             assert!(cache.len() <= 50);

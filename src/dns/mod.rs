@@ -5,9 +5,10 @@
 //!
 //! Pure parts first: `names` (the patterns and matching), `message` (DNS messages, through
 //! hickory-proto), `grant` (what to add to the sets and when a lookup needs no commit). The
-//! I/O shell: `forwarder` (sockets and threads), `upstream` (resolv.conf), `nft_allower` (the
+//! names allowed per container are `clients`. The I/O shell: `forwarder` (sockets and threads), `upstream` (resolv.conf), `nft_allower` (the
 //! sets, over `nft::socket`).
 
+pub mod clients;
 pub mod forwarder;
 pub mod grant;
 pub mod message;

@@ -1,5 +1,6 @@
-//! An [`Allower`] over nf_tables: grants become timed elements of four sets of one table (per
-//! family, address alone and address . protocol . port), added in one batch that
+//! An [`Allower`] over nf_tables: grants become timed elements of the sets of one table (per
+//! family, address alone and address . protocol . port; for a grant to one container, its
+//! source address first), added in one batch that
 //! [`Netlink::commit`] returns from only once the kernel has processed it. It is what the tests
 //! use and the reference for the table backend's own.
 
@@ -24,10 +25,18 @@ pub struct GrantSets {
     pub v4_port: String,
     /// `type ipv6_addr . inet_proto . inet_service; flags timeout`
     pub v6_port: String,
+    /// `type ipv4_addr . ipv4_addr; flags timeout`: source . destination
+    pub v4_from: String,
+    /// `type ipv6_addr . ipv6_addr; flags timeout`
+    pub v6_from: String,
+    /// `type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags timeout`
+    pub v4_from_port: String,
+    /// `type ipv6_addr . ipv6_addr . inet_proto . inet_service; flags timeout`
+    pub v6_from_port: String,
 }
 
 impl GrantSets {
-    /// `dns4`, `dns6`, `dns4_port`, `dns6_port` in `table`.
+    /// `dns4`, `dns6`, `dns4_port`, `dns6_port`, `dnsfrom4`, … in `table`.
     pub fn named_in(table: &str) -> GrantSets {
         GrantSets {
             table: table.into(),
@@ -35,28 +44,47 @@ impl GrantSets {
             v6: "dns6".into(),
             v4_port: "dns4_port".into(),
             v6_port: "dns6_port".into(),
+            v4_from: "dnsfrom4".into(),
+            v6_from: "dnsfrom6".into(),
+            v4_from_port: "dnsfrom4_port".into(),
+            v6_from_port: "dnsfrom6_port".into(),
         }
     }
 
-    /// The four sets as `nft -f` declares them (the tests' table, and the layout to copy).
+    /// The sets as `nft -f` declares them (the tests' table, and the layout to copy).
     pub fn nft_declarations(&self) -> String {
         let line = |name: &str, ty: &str| format!("  set {name} {{ type {ty}; flags timeout; }}\n");
+        let port = "inet_proto . inet_service";
         [
             line(&self.v4, "ipv4_addr"),
             line(&self.v6, "ipv6_addr"),
-            line(&self.v4_port, "ipv4_addr . inet_proto . inet_service"),
-            line(&self.v6_port, "ipv6_addr . inet_proto . inet_service"),
+            line(&self.v4_port, &format!("ipv4_addr . {port}")),
+            line(&self.v6_port, &format!("ipv6_addr . {port}")),
+            line(&self.v4_from, "ipv4_addr . ipv4_addr"),
+            line(&self.v6_from, "ipv6_addr . ipv6_addr"),
+            line(&self.v4_from_port, &format!("ipv4_addr . ipv4_addr . {port}")),
+            line(&self.v6_from_port, &format!("ipv6_addr . ipv6_addr . {port}")),
         ]
         .concat()
     }
 
-    /// The set a grant's element goes to.
+    /// The set a grant's element goes to. Key types are nft's datatype ids (ipv4_addr 7,
+    /// ipv6_addr 8, inet_proto 12, inet_service 13), concatenated 6 bits apart.
     fn set_for(&self, grant: &Grant) -> NftSet {
-        let (name, key_type, key_len) = match (grant.addr, grant.port) {
-            (IpAddr::V4(_), None) => (&self.v4, 7, 4),
-            (IpAddr::V6(_), None) => (&self.v6, 8, 16),
-            (IpAddr::V4(_), Some(_)) => (&self.v4_port, 7 << 12 | 12 << 6 | 13, 12),
-            (IpAddr::V6(_), Some(_)) => (&self.v6_port, 8 << 12 | 12 << 6 | 13, 24),
+        let (addr_type, addr_len) = if grant.addr.is_ipv4() { (7, 4) } else { (8, 16) };
+        let (name, key_type, key_len) = match (grant.addr.is_ipv4(), grant.from.is_some(), grant.port.is_some()) {
+            (true, false, false) => (&self.v4, addr_type, addr_len),
+            (false, false, false) => (&self.v6, addr_type, addr_len),
+            (true, false, true) => (&self.v4_port, addr_type << 12 | 12 << 6 | 13, addr_len + 8),
+            (false, false, true) => (&self.v6_port, addr_type << 12 | 12 << 6 | 13, addr_len + 8),
+            (true, true, false) => (&self.v4_from, addr_type << 6 | addr_type, 2 * addr_len),
+            (false, true, false) => (&self.v6_from, addr_type << 6 | addr_type, 2 * addr_len),
+            (true, true, true) => {
+                (&self.v4_from_port, (addr_type << 12 | addr_type << 6 | 12) << 6 | 13, 2 * addr_len + 8)
+            }
+            (false, true, true) => {
+                (&self.v6_from_port, (addr_type << 12 | addr_type << 6 | 12) << 6 | 13, 2 * addr_len + 8)
+            }
         };
         NftSet {
             family: NFPROTO_INET,
@@ -70,13 +98,16 @@ impl GrantSets {
     }
 }
 
-/// A grant's key: the address, then for a port grant the protocol and the port (big endian),
-/// each field padded to 4 bytes as concatenations are.
+/// A grant's key: the source address for a grant to one container, the destination address,
+/// then for a port grant the protocol and the port (big endian), each field padded to 4 bytes
+/// as concatenations are.
 pub fn key(grant: &Grant) -> Vec<u8> {
-    let mut key = match grant.addr {
+    let octets = |a: IpAddr| match a {
         IpAddr::V4(v4) => v4.octets().to_vec(),
         IpAddr::V6(v6) => v6.octets().to_vec(),
     };
+    let mut key = grant.from.map(octets).unwrap_or_default();
+    key.extend(octets(grant.addr));
     if let Some((port, proto)) = grant.port {
         key.extend_from_slice(&[proto.number(), 0, 0, 0]);
         key.extend_from_slice(&port.to_be_bytes());
@@ -171,12 +202,18 @@ mod tests {
     fn keys_are_laid_out_as_nft_concatenations() {
         // As in nft::set's capture of `2001:db8::7 . tcp . 443`.
         let g = Grant {
+            from: None,
             addr: "2001:db8::7".parse().unwrap(),
             port: Some((443, Proto::Tcp)),
             timeout: Duration::from_secs(1),
         };
         assert_eq!(key(&g), [0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 6, 0, 0, 0, 1, 0xbb, 0, 0]);
-        let g = Grant { addr: "198.51.100.7".parse().unwrap(), port: None, timeout: Duration::from_secs(1) };
+        let g =
+            Grant { from: None, addr: "198.51.100.7".parse().unwrap(), port: None, timeout: Duration::from_secs(1) };
         assert_eq!(key(&g), [198, 51, 100, 7]);
+        // Source first: `172.17.0.2 . 198.51.100.7 . udp . 53` (tests/dns_forwarder.rs has nft
+        // list what the allower wrote).
+        let g = Grant { from: Some("172.17.0.2".parse().unwrap()), port: Some((53, Proto::Udp)), ..g };
+        assert_eq!(key(&g), [172, 17, 0, 2, 198, 51, 100, 7, 17, 0, 0, 0, 0, 53, 0, 0]);
     }
 }

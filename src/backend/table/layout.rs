@@ -250,7 +250,7 @@ pub fn plan(policy: &Policy, families: &[Family], spec: Spec) -> TablePlan {
         rules.extend(chain_rules(policy, Hook::Forward, families, spec.name));
         chains.push(ChainPlan { name: FORWARD, hook: NF_INET_FORWARD, kind: "filter", priority: spec.priority, rules });
     }
-    let forwarder = marking && policy.dns.is_on();
+    let forwarder = marking && policy.answers_dns();
     if policy.block_host || forwarder {
         let mut rules = Vec::new();
         if forwarder {
@@ -263,7 +263,7 @@ pub fn plan(policy: &Policy, families: &[Family], spec: Spec) -> TablePlan {
         }
         if policy.block_host {
             rules.push(rule(spec.name, Hook::Input, vec![Cond::neighbour_discovery()], Action::Accept));
-            if policy.dns.is_on() {
+            if policy.answers_dns() {
                 // The redirected queries arrive here, for the host: the forwarder must get them
                 // (in watch's shield too, whose input chain runs after ours).
                 for p in [Proto::Udp, Proto::Tcp] {
@@ -277,7 +277,7 @@ pub fn plan(policy: &Policy, families: &[Family], spec: Spec) -> TablePlan {
         }
         chains.push(ChainPlan { name: INPUT, hook: NF_INET_LOCAL_IN, kind: "filter", priority: spec.priority, rules });
     }
-    if marking && policy.dns.is_on() {
+    if marking && policy.answers_dns() {
         let rules = dns_rules(policy, spec.name);
         chains.push(ChainPlan { name: DNS, hook: NF_INET_PRE_ROUTING, kind: "nat", priority: DNS_PRIORITY, rules });
     }
@@ -346,9 +346,17 @@ impl Hook {
 /// Per source selector, UDP and TCP port 53 to anywhere but the source's own bridge (or
 /// subnet) redirected to the forwarder: every resolver a container asks, Docker's embedded
 /// one's upstream queries included, is answered by watch. A DNS server on the container's own
-/// network is left alone, as the guard leaves all same-network traffic.
+/// network is left alone, as the guard leaves all same-network traffic. Containers whose
+/// egress is open keep their own resolvers; with names allowed only per container, only the
+/// containers allowed some (`dnsclients4`, `dnsclients6`) are redirected.
 fn dns_rules(policy: &Policy, table: &'static str) -> Vec<RulePlan> {
     let mut rules = Vec::new();
+    if policy.per_source {
+        for f in Family::ALL {
+            let open = Cond::lookup(f, Key::Saddr, &set_name("open", f));
+            rules.push(rule(table, Hook::Dns, vec![open], Action::Accept));
+        }
+    }
     for section in rules::sections(policy) {
         let mut base = Vec::new();
         if let Some(i) = &section.iface {
@@ -363,9 +371,18 @@ fn dns_rules(policy: &Policy, table: &'static str) -> Vec<RulePlan> {
                 base.push(Cond::pair_not_in(*f, &set_name("same_subnet", *f)));
             }
         }
-        for p in [Proto::Udp, Proto::Tcp] {
-            let conds = base.iter().cloned().chain([Cond::dport(p, crate::dns::upstream::PORT)]).collect();
-            rules.push(rule(table, Hook::Dns, conds, Action::Redirect(policy.dns.port)));
+        // Everyone, or per family only those a container's or network's grant names.
+        let who: Vec<Option<Cond>> = if policy.dns.is_on() {
+            vec![None]
+        } else {
+            families(&section.scope).into_iter().map(|f| Some(Cond::saddr_in(f, &set_name("dnsclients", f)))).collect()
+        };
+        for client in who {
+            for p in [Proto::Udp, Proto::Tcp] {
+                let port = Cond::dport(p, crate::dns::upstream::PORT);
+                let conds = base.iter().cloned().chain(client.clone()).chain([port]).collect();
+                rules.push(rule(table, Hook::Dns, conds, Action::Redirect(policy.dns.port)));
+            }
         }
     }
     rules
@@ -474,7 +491,7 @@ fn set_name(stem: &str, f: Family) -> String {
         Family::V6 => '6',
     };
     match stem.split_once('_') {
-        Some((head, tail)) if matches!(head, "allow" | "from" | "dns") => format!("{head}{digit}_{tail}"),
+        Some((head, tail)) if matches!(head, "allow" | "from" | "dns" | "dnsfrom") => format!("{head}{digit}_{tail}"),
         _ => format!("{stem}{digit}"),
     }
 }
@@ -500,14 +517,22 @@ fn set_key(name: &str) -> Option<(Family, Key)> {
         ("open", false) => Key::Saddr,
         ("dns", false) => Key::Daddr,
         ("dns", true) => Key::DaddrPort,
+        ("dnsfrom", false) => Key::Pair,
+        ("dnsfrom", true) => Key::PairPort,
         _ => return None,
     };
     Some((family(digit)?, key))
 }
 
-/// Whether a set by this name is one of the per-source sets that `watch` fills.
+/// Whether a set by this name is one of the per-source sets that `watch` fills from Docker.
 pub fn is_docker_set(name: &str) -> bool {
-    matches!(set_key(name), Some((_, Key::Pair | Key::PairPort | Key::Saddr)))
+    let allowance = !is_dns_set(name) && matches!(set_key(name), Some((_, Key::Pair | Key::PairPort | Key::Saddr)));
+    allowance || is_dns_client_set(name)
+}
+
+/// Whether a set by this name lists the containers allowed names of their own.
+pub fn is_dns_client_set(name: &str) -> bool {
+    matches!(name, "dnsclients4" | "dnsclients6")
 }
 
 /// Whether a set by this name holds the DNS forwarder's timed grants.
@@ -614,9 +639,15 @@ fn allow_sets(policy: &Policy, table: &'static str) -> Vec<SetPlan> {
             sets.extend(docker_sets(table, f, live));
         }
     }
-    if policy.dns.is_on() {
+    if policy.answers_dns() {
         for f in Family::ALL {
             sets.extend(dns_sets(table, f));
+        }
+    }
+    if policy.per_source_dns() {
+        let live = policy.live.as_deref();
+        for f in Family::ALL {
+            sets.extend(dns_client_sets(table, f, live));
         }
     }
     sets
@@ -631,15 +662,48 @@ fn dns_sets(table: &'static str, f: Family) -> Vec<SetPlan> {
     let plain = set_name("dns", f);
     let port = set_name("dns_port", f);
     let port_type = (ty << TYPE_BITS | TYPE_INET_PROTO) << TYPE_BITS | TYPE_INET_SERVICE;
-    let timed = |name: String, key_type, key_len, ty_text: String| SetPlan {
+    vec![
+        timed_set(table, plain, ty, len, ty_name.to_string()),
+        timed_set(table, port, port_type, len + 8, format!("{ty_name} . inet_proto . inet_service")),
+    ]
+}
+
+/// A set of the forwarder's grants: empty as planned, each element added with its timeout.
+fn timed_set(table: &str, name: String, key_type: u32, key_len: u32, ty_text: String) -> SetPlan {
+    SetPlan {
         text: format!("add set inet {table} {name} {{ type {ty_text}; flags timeout; }}"),
         set: new_set(table, name, NFT_SET_TIMEOUT, key_type, key_len, Vec::new()),
         elems: Vec::new(),
         filler: Filler::Dns,
-    };
+    }
+}
+
+/// `dnsclients4`: the sources allowed names of their own (from `live`, by watch), whose DNS is
+/// redirected; `dnsfrom4` and `dnsfrom4_port`: what the forwarder granted each of them, as
+/// `source . destination [. protocol . port]`, timed like `dns4`.
+fn dns_client_sets(table: &'static str, f: Family, live: Option<&Live>) -> Vec<SetPlan> {
+    let clients: Vec<Range> = live
+        .map(|l| {
+            let named = l.sources.iter().filter(|s| !s.grant.domains.is_empty() && !s.grant.open);
+            named.filter(|s| Family::of(&s.source) == f).map(|s| Range::of(&s.source)).collect()
+        })
+        .unwrap_or_default();
+    let mut clients = interval_set(table, f, set_name("dnsclients", f), ranges::merge(clients));
+    clients.filler = Filler::Docker;
+    let (ty, ty_name) = addr_type(f);
+    let len = addr_len(f);
+    let pair_type = ty << TYPE_BITS | ty;
+    let port_type = (pair_type << TYPE_BITS | TYPE_INET_PROTO) << TYPE_BITS | TYPE_INET_SERVICE;
     vec![
-        timed(plain, ty, len, ty_name.to_string()),
-        timed(port, port_type, len + 8, format!("{ty_name} . inet_proto . inet_service")),
+        clients,
+        timed_set(table, set_name("dnsfrom", f), pair_type, 2 * len, format!("{ty_name} . {ty_name}")),
+        timed_set(
+            table,
+            set_name("dnsfrom_port", f),
+            port_type,
+            2 * len + 8,
+            format!("{ty_name} . {ty_name} . inet_proto . inet_service"),
+        ),
     ]
 }
 

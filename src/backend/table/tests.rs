@@ -422,3 +422,41 @@ fn the_digest_moves_with_the_elements_when_only_another_chain_is_refilled() {
         added.iter().map(text::rule).collect::<Vec<_>>()
     );
 }
+
+/// Names allowed per container: only the containers in `dnsclients4` (and 6) have their DNS
+/// redirected, open ones never, and what the forwarder grants them (`dnsfrom4`, source first)
+/// sets the mark like every allowance.
+#[test]
+fn names_allowed_per_container_redirect_only_those_containers() {
+    use crate::grants::{Grant, Live, SourceGrant};
+    let domains = vec![crate::dns::names::parse_allow_domain("pypi.test").unwrap()];
+    let web = SourceGrant { source: "172.18.0.2/32".parse().unwrap(), grant: Grant { domains, ..Grant::default() } };
+    let open =
+        SourceGrant { source: "172.18.0.3/32".parse().unwrap(), grant: Grant { open: true, ..Grant::default() } };
+    let live = Live { sources: vec![web, open], ..Live::default() };
+    let mut p = spec().iface(&["docker0"]).policy();
+    p.per_source = true;
+    p.dns.for_containers = true;
+    p.live = Some(std::sync::Arc::new(live));
+    let planned = plan(&p);
+    let elems = |name: &str| set(&planned, name).elems.len();
+    assert_eq!((elems("dnsclients4"), elems("dnsclients6")), (2, 0), "one /32: its opening and closing element");
+    assert_eq!(set(&planned, "dnsfrom6_port").text, "add set inet egress_guard dnsfrom6_port { type ipv6_addr . ipv6_addr . inet_proto . inet_service; flags timeout; }");
+    let nat = texts(&planned, layout::DNS);
+    let head = "add rule inet egress_guard dns iifname \"docker0\" fib daddr oifname != \"docker0\"";
+    assert_eq!(nat[0], "add rule inet egress_guard dns ip saddr @open4 counter accept comment \"egress-guard\"");
+    assert_eq!(
+        nat[2],
+        format!("{head} ip saddr @dnsclients4 udp dport 53 counter redirect to :53053 comment \"egress-guard\"")
+    );
+    assert_eq!(nat.len(), 2 + 4, "open accepts, then udp and tcp per family");
+    let marks = texts(&planned, FORWARD);
+    assert!(marks.iter().any(|r| r.contains("ip saddr . ip daddr @dnsfrom4 counter meta mark set")), "{marks:#?}");
+    assert!(marks.iter().any(|r| r.contains("@dnsfrom6_port")), "{marks:#?}");
+    // A name allowed to everyone: every container's DNS goes to the forwarder (but open ones').
+    p.dns.domains = vec![crate::dns::names::parse_allow_domain("pypi.test").unwrap()];
+    let everyone = plan(&p);
+    let nat = texts(&everyone, layout::DNS);
+    assert!(!nat.iter().any(|r| r.contains("dnsclients")), "{nat:#?}");
+    assert_eq!(nat.len(), 2 + 2);
+}

@@ -68,10 +68,6 @@ const BAD_FLAGS: &[(&[&str], &str)] = &[
     (&["--allow-domain", "pypi.test", "--dns-max-ttl", "604801"], "from 0 to 604800 (a week)"),
     (&["--allow-domain", "pypi.test", "--dns-port", "0"], "0 is not in 1..=65535"),
     (&["--allow-domain", "pypi.test", "--dns-refuse-with", "maybe"], "invalid value 'maybe'"),
-    (&["--dns-upstream", "198.51.100.53"], "are for --allow-domain: add a name"),
-    (&["--dns-min-ttl", "5"], "are for --allow-domain: add a name"),
-    (&["--dns-refuse-with", "refused"], "are for --allow-domain: add a name"),
-    (&["--dns-port", "5353"], "are for --allow-domain: add a name"),
 ];
 
 /// `log` and `watch` options: (subcommand, flags, what the one line must mention). None of them
@@ -94,7 +90,6 @@ const BAD_OTHERS: &[(&str, &[&str], &str)] = &[
     ("watch", &["--docker-host", "ssh://me@host"], "only unix sockets are supported"),
     ("watch", &["--log-to", "syslog"], "invalid value 'syslog'"),
     ("watch", &["--log-to", "kernel"], "--log-to needs --log"),
-    ("watch", &["--dns-upstream", "198.51.100.53"], "are for --allow-domain: add a name"),
     ("watch", &["--allow-domain", "*"], "'*' alone matches every name"),
     ("watch", &["--allow-domain", "pypi.test", "--dns-port", "0"], "0 is not in 1..=65535"),
 ];
@@ -119,7 +114,8 @@ const BAD_CONFIGS: &[(&str, &str, &str)] = &[
     // Issue 14.
     ("allow_domain = [\"*\"]", "1:17", "'*' alone matches every name"),
     ("allow_domain = [\"198.51.100.1\"]", "1:17", "is an address, not a name"),
-    ("dns_upstream = [\"198.51.100.53\"]", "", "are for --allow-domain: add a name"),
+    ("[container.web]\nallow_domain = [\"198.51.100.1\"]", "2:17", "is an address, not a name"),
+    ("[network.ci]\nallow_domain = [\"*\"]", "2:17", "'*' alone matches every name"),
     ("allow_domain = [\"pypi.test\"]\ndns_upstream = [\"nowhere\"]", "2:17", "not an upstream address"),
     ("allow_domain = [\"pypi.test\"]\ndns_refuse_with = \"maybe\"", "2:19", "unknown variant `maybe`"),
     ("allow_domain = [\"pypi.test\"]\ndns_min_ttl = 10\ndns_max_ttl = 5", "", "--dns-min-ttl is longer"),

@@ -216,7 +216,7 @@ fn a_flushed_set_is_granted_again_after_watch_heals(dh: DockerHost) {
 /// (without a Docker to follow there is no container name; the e2e suite shows that part).
 fn the_journal_names_the_refused_name_and_the_client(dh: DockerHost) {
     let g = Guarded::start(dh, &["--allow-domain", "pypi.test"]);
-    assert!(g.journal_line(&["answering containers' DNS on port 53053 for 1 allowed name"]).is_some());
+    assert!(g.journal_line(&["answering containers' DNS on port 53053 for 1 name(s) allowed to all"]).is_some());
     assert_eq!(lookup(&g.dh.c3, DNS_V6.into(), "exfil.evil.test", RecordType::TXT, false).0, ResponseCode::NXDomain);
     let line = g.journal_line(&["exfil.evil.test"]).expect("the refusal is in the journal");
     assert_eq!(

@@ -94,7 +94,9 @@ fn unchanged_since_applied(nl: &mut crate::nft::socket::Netlink, input: u64) -> 
 }
 
 /// `--allow-domain` and the config's container tables need a running watch.
-pub const WATCH_KEEPS_NAMES: &str = "warning: --allow-domain names are answered, and per-container allowances      kept, by `egress-guard watch`, which does not run here: until it does, containers' DNS gets no answer and      those allowances are not in place (nothing more is let out)";
+pub const WATCH_KEEPS_NAMES: &str = "warning: allowed names are answered, and per-container allowances kept, \
+     by `egress-guard watch`, which does not run here: until it does, containers' DNS gets no answer and \
+     those allowances are not in place (nothing more is let out)";
 
 /// What a running watch does with a change awaiting confirmation.
 pub const WATCH_STEPS_ASIDE: &str = "warning: egress-guard watch runs here: it steps aside while the change awaits \

@@ -13,7 +13,11 @@ use serde_json::json;
 use crate::harness::dns::{Dnsmasq, Zone, DNS_V4, ECHO_PORT, EVIL_V4, PYPI_V4, PYPI_V6};
 use crate::harness::journal::Journaled;
 use crate::harness::{Outcome, HOST_V4, INTERNET_V4, SERVICE_PORT};
+use crate::reach::EGRESS;
 use crate::{require_dockerd, Container, Dockerd, Options};
+
+/// Names a container (or a network's members) may look up, `--allow-domain` syntax.
+const ALLOW_DOMAIN: &str = "egress-guard.allow-domain";
 
 /// busybox `nslookup NAME [SERVER]` in the container: the addresses it printed, or None when
 /// the name was not found (NXDOMAIN, REFUSED) or no server answered.
@@ -131,4 +135,164 @@ fn with_a_loopback_resolver_in_the_hosts_resolv_conf_the_embedded_resolver_asks_
     assert!(!web.nc(SocketAddr::new(EVIL_V4.into(), ECHO_PORT)).is_open(), "nothing was granted");
     assert!(watch.lines().iter().all(|l| !l.contains("evil.test")), "the forwarder never saw it");
     assert!(!zone.dnsmasq.log().contains("evil.test"));
+}
+
+// ---- names allowed per container: labels and the config's tables ----
+
+/// A dockerd whose containers ask the zone's server (directly on docker0, through the
+/// embedded resolver on a user network), and the zone.
+fn dockerd_with_zone() -> (Dockerd, Zone) {
+    let dk = Dockerd::start(Options::default().with("dns", json!([DNS_V4.to_string()])));
+    let zone = Zone::start(&dk.internet, &dk.host);
+    (dk, zone)
+}
+
+/// watch following `dk` with no name allowed to all (only labels or `extra`'s config bring
+/// names); its forwarder is not waited for, as it starts with the first container allowed one.
+fn watch_per_container(dk: &Dockerd, extra: &[&str]) -> Journaled {
+    let upstream = DNS_V4.to_string();
+    let socket = dk.socket();
+    let mut args = vec!["--docker-host", socket.as_str(), "--dns-upstream", upstream.as_str()];
+    args.extend(extra);
+    Journaled::start(&dk.host, &args)
+}
+
+/// Waits for the forwarder that a container allowed a name of its own started, with no name
+/// allowed to all.
+fn forwarder_started(watch: &Journaled) {
+    let started = watch.line_within(Duration::from_secs(20), &["answering containers' DNS on port 53053"]);
+    let started = started.unwrap_or_else(|| panic!("watch's forwarder did not start: {:#?}", watch.lines()));
+    assert!(started.contains("for 0 name(s) allowed to all"), "{started}");
+}
+
+/// How many times dnsmasq was asked for `name` (type A) so far.
+fn asked(zone: &Zone, name: &str) -> usize {
+    zone.dnsmasq.log().matches(&format!("query[A] {name} ")).count()
+}
+
+/// The journal's refusal of `name` asked by `c`, if watch said one within 5 s.
+fn refusal(watch: &Journaled, c: &Container, name: &str) -> Option<String> {
+    let who = format!("dns: {} ({}, {})", c.name, &c.id[..12], c.v4);
+    let what = format!("asked for {name} (A): refused, not an allowed name");
+    watch.line_within(Duration::from_secs(5), &[&who, &what])
+}
+
+/// `c`, allowed pypi.test, resolves it in both families and reaches both of its addresses;
+/// evil.test is not found (watch journals the refusal) nor reached by address.
+fn reaches_pypi_alone(watch: &Journaled, c: &Container) {
+    let pypi = [IpAddr::V4(PYPI_V4), IpAddr::V6(PYPI_V6)];
+    assert_eq!(nslookup(c, "pypi.test", None).as_deref(), Some(&pypi[..]), "{c}: its name resolves");
+    for to in pypi {
+        assert_eq!(c.nc(SocketAddr::new(to, ECHO_PORT)), Outcome::Open, "{c}: its name's {to} connects");
+    }
+    assert_eq!(nslookup(c, "evil.test", None), None, "{c}: a name not allowed to it is not found");
+    assert!(refusal(watch, c, "evil.test").is_some(), "no refusal of {c}'s evil.test: {:#?}", watch.lines());
+    assert!(!c.nc(SocketAddr::new(EVIL_V4.into(), ECHO_PORT)).is_open(), "{c}: nor reached by address");
+    assert!(!c.nc(SocketAddr::new(INTERNET_V4.into(), SERVICE_PORT)).is_open(), "{c}: nor anything else");
+}
+
+/// `c`, allowed no name, gets no answer for pypi.test, its query never leaves (dnsmasq is not
+/// asked), and pypi.test's addresses stay closed to it even though another container looked
+/// them up and reaches them.
+fn gets_nothing(zone: &Zone, c: &Container) {
+    let before = asked(zone, "pypi.test");
+    assert_eq!(nslookup(c, "pypi.test", None), None, "{c}: no answer for a name not allowed to it");
+    assert_eq!(asked(zone, "pypi.test"), before, "{c}'s query reached dnsmasq:\n{}", zone.dnsmasq.log());
+    for to in [IpAddr::V4(PYPI_V4), IpAddr::V6(PYPI_V6)] {
+        assert!(!c.nc(SocketAddr::new(to, ECHO_PORT)).is_open(), "{c}: {to} is another container's grant");
+    }
+}
+
+/// No `--allow-domain`: the label's name is its container's alone. web (a user network,
+/// through the embedded resolver) and bare (docker0, asking the zone's server itself) carry
+/// the label; other, web's neighbour, does not and gets nothing, also after web's lookup.
+#[test]
+fn a_name_allowed_by_a_containers_label_is_that_containers_alone() {
+    require_dockerd!();
+    let (dk, zone) = dockerd_with_zone();
+    let net = dk.network("app");
+    let watch = watch_per_container(&dk, &[]);
+    let other = dk.container("other").network(&net).run();
+    let web = dk.container("web").network(&net).label(ALLOW_DOMAIN, "pypi.test").run();
+    let bare = dk.container("bare").label(ALLOW_DOMAIN, "pypi.test").run();
+    forwarder_started(&watch);
+    let pypi = SocketAddr::new(PYPI_V4.into(), ECHO_PORT);
+    for c in [&web, &bare, &other] {
+        assert!(!c.nc(pypi).is_open(), "{c}: closed before a lookup");
+    }
+    reaches_pypi_alone(&watch, &web);
+    gets_nothing(&zone, &other);
+    reaches_pypi_alone(&watch, &bare);
+    // web's grant is web's: still open to it, still closed to other.
+    assert_eq!(web.nc(pypi), Outcome::Open);
+    assert!(!other.nc(pypi).is_open());
+    let log = zone.dnsmasq.log();
+    assert!(log.contains(&format!("query[A] pypi.test from {HOST_V4}")), "the forwarder asked:\n{log}");
+    assert!(!log.contains("evil.test"), "a refused name reached dnsmasq:\n{log}");
+}
+
+/// A network's label allows its name to every member, a late one too, and to no one else.
+#[test]
+fn a_name_allowed_by_a_networks_label_is_its_members_alone() {
+    require_dockerd!();
+    let (dk, zone) = dockerd_with_zone();
+    let ci = dk.network_labelled("ci", &[(ALLOW_DOMAIN, "pypi.test")]);
+    let elsewhere = dk.network("elsewhere");
+    let watch = watch_per_container(&dk, &[]);
+    let outsider = dk.container("outsider").network(&elsewhere).run();
+    let member = dk.container("member").network(&ci).run();
+    forwarder_started(&watch);
+    reaches_pypi_alone(&watch, &member);
+    gets_nothing(&zone, &outsider);
+    let late = dk.container("late").network(&ci).run();
+    reaches_pypi_alone(&watch, &late);
+    gets_nothing(&zone, &outsider);
+}
+
+/// The config's `[container.NAME]` and `[service.NAME]` tables allow names to the containers
+/// they name; a container they don't name gets nothing.
+#[test]
+fn a_name_allowed_by_a_config_table_is_the_named_containers_alone() {
+    require_dockerd!();
+    let (dk, zone) = dockerd_with_zone();
+    let net = dk.network("app");
+    let config = dk.dir().join("config.toml");
+    let text = "[container.web]\nallow_domain = [\"pypi.test\"]\n\n[service.api]\nallow_domain = [\"pypi.test\"]\n";
+    std::fs::write(&config, text).expect("write the config");
+    let config = config.to_string_lossy().into_owned();
+    let watch = watch_per_container(&dk, &["--config", &config]);
+    let plain = dk.container("plain").network(&net).run();
+    let web = dk.container("web").network(&net).run();
+    let api = dk
+        .container("p-api-1")
+        .network(&net)
+        .label("com.docker.compose.project", "p")
+        .label("com.docker.compose.service", "api")
+        .run();
+    forwarder_started(&watch);
+    reaches_pypi_alone(&watch, &web);
+    reaches_pypi_alone(&watch, &api);
+    gets_nothing(&zone, &plain);
+}
+
+/// With a name allowed to all, every guarded container's DNS goes to the forwarder, but one
+/// labelled `egress-guard.egress=open` keeps its own resolver: it resolves evil.test, which
+/// the forwarder refuses its neighbour, and watch never hears its queries.
+#[test]
+fn a_container_whose_egress_is_open_keeps_its_own_resolver() {
+    require_dockerd!();
+    let (dk, zone) = dockerd_with_zone();
+    let net = dk.network("app");
+    let watch = watch(&dk);
+    let free = dk.container("free").network(&net).label(EGRESS, "open").run();
+    let plain = dk.container("plain").network(&net).run();
+    assert_eq!(nslookup(&plain, "evil.test", None), None, "the forwarder refuses a guarded container");
+    assert!(refusal(&watch, &plain, "evil.test").is_some(), "no refusal for plain: {:#?}", watch.lines());
+    let before = asked(&zone, "evil.test");
+    let got = nslookup(&free, "evil.test", None);
+    assert!(got.is_some_and(|a| a.contains(&IpAddr::V4(EVIL_V4))), "the open container's resolver answers");
+    assert!(asked(&zone, "evil.test") > before, "dnsmasq answered it:\n{}", zone.dnsmasq.log());
+    assert_eq!(free.nc(SocketAddr::new(EVIL_V4.into(), ECHO_PORT)), Outcome::Open, "and its egress is open");
+    let heard = format!("dns: {} (", free.name);
+    assert!(watch.lines().iter().all(|l| !l.contains(&heard)), "the forwarder heard free: {:#?}", watch.lines());
 }

@@ -186,9 +186,11 @@ pub struct ContainerView {
 }
 
 impl Live {
-    /// Whether any running container may look names up (then watch's forwarder runs).
+    /// Whether any running container, or any network (its members to come), may look names
+    /// up: then the table keeps the redirect and the sets for them.
     pub fn has_domains(&self) -> bool {
         self.containers.iter().any(|c| !c.domains.is_empty())
+            || self.sources.iter().any(|s| !s.grant.domains.is_empty())
     }
 }
 
@@ -405,6 +407,8 @@ mod tests {
         assert_eq!(live.containers[0].domains, d(&["pypi.test", "deb.test"]));
         assert!(live.containers[1].domains.is_empty(), "open: the forwarder has nothing to answer it");
         assert!(live.has_domains());
+        let empty = [network("n1", "ci", "172.18.0.0/16", &[(ALLOW_DOMAIN_LABEL, "deb.test")])];
+        assert!(resolve([], &empty, &Grants::default()).has_domains(), "a labelled network, no member yet");
         let mut config = Grants::default();
         config.containers.insert("db".into(), Grant { domains: d(&["pypi.test"]), ..Grant::default() });
         assert!(config.has_domains() && !Grants::default().has_domains());

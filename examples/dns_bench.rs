@@ -17,7 +17,10 @@ use hickory_proto::rr::RecordType;
 
 #[path = "shared/dns_client.rs"]
 mod dns_client;
+#[path = "shared/shell.rs"]
+mod shell;
 use dns_client::{micros, percentile, pin, throughput, timed};
+use shell::shell;
 
 const UPSTREAM: u16 = 5300;
 const FORWARDER: u16 = 5301;
@@ -143,25 +146,6 @@ fn wait_for(server: SocketAddr) -> Result<(), String> {
             return Err("dnsmasq did not answer within 5 s".into());
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
-fn shell(program: &str, args: &[&str], stdin: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin.as_bytes()).map_err(|e| e.to_string())?;
-    }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)));
     }
     Ok(())
 }

@@ -21,7 +21,10 @@ use nix::sched::{setns, CloneFlags};
 
 #[path = "shared/dns_client.rs"]
 mod dns_client;
+#[path = "shared/shell.rs"]
+mod shell;
 use dns_client::{micros, percentile, pin, throughput, timed};
+use shell::shell;
 
 const DNSMASQ: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
 /// Names that each resolve to an address of their own (so each lookup needs a commit).
@@ -188,7 +191,8 @@ fn wire(container: &Ns, internet: &Ns) -> Result<(), String> {
         &format!(
             "link set lo up\naddr add {DNSMASQ}/24 dev eth0\nlink set eth0 up\nroute add 172.17.0.0/16 via 198.51.100.1\n"
         ),
-    )
+    )?;
+    Ok(())
 }
 
 fn dnsmasq(internet: &Ns, dir: &std::path::Path) -> Result<Child, String> {
@@ -238,23 +242,4 @@ fn start_watch(binary: &str, dir: &std::path::Path) -> Result<(Killed, Arc<Atomi
     });
     started.recv_timeout(Duration::from_secs(10)).map_err(|_| "watch's forwarder did not start within 10 s")?;
     Ok((watch, heals))
-}
-
-fn shell(program: &str, args: &[&str], stdin: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin.as_bytes()).map_err(|e| e.to_string())?;
-    }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(())
 }

@@ -4,7 +4,7 @@
 //! and time.
 
 use std::net::UdpSocket;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use egress_guard::audit::events::Event;
@@ -19,6 +19,10 @@ const PACKETS: u32 = 200_000;
 const BOUND: Duration = Duration::from_secs(10);
 /// A batch of three messages the kernel really sent (see the file's comments).
 const CAPTURE: &str = include_str!("../src/nft/testdata/nflog-forward-tcpdump.hex");
+
+#[path = "shared/shell.rs"]
+mod shell;
+use shell::shell;
 
 fn main() -> ExitCode {
     match run() {
@@ -118,21 +122,4 @@ fn counted() -> Result<u64, String> {
     let listing = shell("nft", &["list", "chain", "inet", "eg_bench", "out"], "")?;
     let after = listing.split("counter packets ").nth(1).ok_or("no counter in the chain")?;
     after.split_whitespace().next().and_then(|n| n.parse().ok()).ok_or_else(|| "unreadable counter".to_owned())
-}
-
-fn shell(program: &str, args: &[&str], input: &str) -> Result<String, String> {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    child.stdin.take().map(|mut stdin| stdin.write_all(input.as_bytes())).transpose().map_err(|e| e.to_string())?;
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -1012,20 +1012,7 @@ impl Cond {
 
     /// `ct status & dnat == 0`: no redirect (a form of DNAT) brought the packet here.
     fn not_redirected() -> Cond {
-        Cond {
-            exprs: vec![
-                Expr::Ct { key: NFT_CT_STATUS, dreg: NFT_REG_1 },
-                Expr::Bitwise {
-                    sreg: NFT_REG_1,
-                    dreg: NFT_REG_1,
-                    len: 4,
-                    mask: IPS_DST_NAT.to_ne_bytes().to_vec(),
-                    xor: vec![0; 4],
-                },
-                cmp(NFT_CMP_EQ, vec![0; 4]),
-            ],
-            ..Cond::default()
-        }
+        Cond::mask_test(Expr::Ct { key: NFT_CT_STATUS, dreg: NFT_REG_1 }, IPS_DST_NAT, 0)
     }
 
     /// `fib daddr oifname != IFACE`: the destination is not on the source's own bridge(s).
@@ -1035,17 +1022,22 @@ impl Cond {
         c
     }
 
-    /// `meta mark & BIT == BIT`: our table marked the packet (the mark is host-endian).
+    /// `meta mark & BIT == BIT`: our table marked the packet.
     fn marked(bit: u32) -> Cond {
-        let bit = bit.to_ne_bytes().to_vec();
-        Cond {
-            exprs: vec![
-                Expr::Meta { key: NFT_META_MARK, dreg: NFT_REG_1 },
-                Expr::Bitwise { sreg: NFT_REG_1, dreg: NFT_REG_1, len: 4, mask: bit.clone(), xor: vec![0; 4] },
-                cmp(NFT_CMP_EQ, bit),
-            ],
-            ..Cond::default()
-        }
+        Cond::mask_test(Expr::Meta { key: NFT_META_MARK, dreg: NFT_REG_1 }, bit, bit)
+    }
+
+    /// `KEY & MASK == VALUE` for a 32-bit key the kernel loads host-endian (the mark, the
+    /// conntrack state and status).
+    fn mask_test(load: Expr, mask: u32, value: u32) -> Cond {
+        let bitwise = Expr::Bitwise {
+            sreg: NFT_REG_1,
+            dreg: NFT_REG_1,
+            len: 4,
+            mask: mask.to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        };
+        Cond { exprs: vec![load, bitwise, cmp(NFT_CMP_EQ, value.to_ne_bytes().to_vec())], ..Cond::default() }
     }
 
     fn multicast(f: Family) -> Cond {
@@ -1064,21 +1056,7 @@ impl Cond {
     /// The mask test: neither established nor related (new, invalid or untracked).
     fn new_connection() -> Cond {
         let mask = NF_CT_STATE_ESTABLISHED_BIT | NF_CT_STATE_RELATED_BIT;
-        Cond {
-            exprs: vec![
-                Expr::Ct { key: NFT_CT_STATE, dreg: NFT_REG_1 },
-                // conntrack state is a host-endian u32 in the register
-                Expr::Bitwise {
-                    sreg: NFT_REG_1,
-                    dreg: NFT_REG_1,
-                    len: 4,
-                    mask: mask.to_ne_bytes().to_vec(),
-                    xor: vec![0; 4],
-                },
-                cmp(NFT_CMP_EQ, vec![0; 4]),
-            ],
-            ..Cond::default()
-        }
+        Cond::mask_test(Expr::Ct { key: NFT_CT_STATE, dreg: NFT_REG_1 }, mask, 0)
     }
 
     fn l4proto(p: Proto) -> Cond {

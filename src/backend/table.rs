@@ -122,7 +122,11 @@ impl TableState {
         let table = self.spec.name;
         for (def, elems) in self.sets.iter_mut().filter(|(d, e)| e.is_none() && wanted.contains(&d.name)) {
             let what = format!("GETSETELEM inet {table} {}", def.name);
-            let dump = nl.get(&what, |seq| set::getsetelem_dump(seq, NFPROTO_INET, table, &def.name))?;
+            let make = |seq| set::getsetelem_dump(seq, NFPROTO_INET, table, &def.name);
+            let dump = match def.flags & NFT_SET_TIMEOUT {
+                0 => nl.get_unchanged(&what, make)?,
+                _ => nl.get(&what, make)?,
+            };
             let mut found = Vec::new();
             for m in dump.unwrap_or_default() {
                 found.extend(SetElem::decode_all(&m.reply())?);
@@ -131,6 +135,14 @@ impl TableState {
             *elems = Some(found);
         }
         Ok(())
+    }
+
+    /// Reads the elements a snapshot keeps: every set's but the forwarder's timed grants,
+    /// which a restore would make outlast their answers (see `snapshot_of`).
+    pub fn load_kept_elems(&mut self, nl: &mut Netlink) -> Result<(), NlError> {
+        let kept: Vec<String> =
+            self.sets.iter().map(|(def, _)| def.name.clone()).filter(|n| !layout::is_dns_set(n)).collect();
+        self.load_elems(nl, &kept)
     }
 
     /// A table that is not there.
@@ -658,8 +670,7 @@ impl Backend for OwnTable {
 
     fn snapshot(&self, nl: &mut Netlink) -> Result<Vec<PlaceSnapshot>, BackendError> {
         let mut state = TableState::read(nl, self.spec)?;
-        let every: Vec<String> = state.sets.iter().map(|(def, _)| def.name.clone()).collect();
-        state.load_elems(nl, &every)?;
+        state.load_kept_elems(nl)?;
         if state.exists && !state.ours() {
             // Not ours: nothing of ours there to keep (and a restore will refuse to touch it).
             return Ok(vec![PlaceSnapshot::Table {
@@ -685,8 +696,7 @@ impl Backend for OwnTable {
         };
         let mut state = TableState::read(nl, self.spec)?;
         must_be_ours(&state)?;
-        let every: Vec<String> = state.sets.iter().map(|(def, _)| def.name.clone()).collect();
-        state.load_elems(nl, &every)?;
+        state.load_kept_elems(nl)?;
         let mut step = Step::unchanged(place_name(self.spec));
         if snapshot_of(&state) == *then {
             // Nothing to say about a table that neither was nor is there.

@@ -1,6 +1,7 @@
 //! The I/O shell around nf_tables: one netlink socket, request/reply bookkeeping, dumps and
 //! batch commits. Everything it sends is built by the pure encoders beside it.
 
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -51,6 +52,8 @@ pub struct Netlink {
     buf: Vec<u8>,
     /// The port id the kernel bound us to: what it records as the owner of tables we own.
     port: u32,
+    /// Answers of [`Netlink::get_unchanged`] and the generation they were read at.
+    kept: Option<(u32, HashMap<String, Vec<OwnedReply>>)>,
 }
 
 impl Netlink {
@@ -66,7 +69,7 @@ impl Netlink {
         // Sequence numbers only need to be unique per socket; starting from the clock keeps
         // strace output of consecutive runs apart.
         let seq = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32);
-        Ok(Netlink { fd, seq, buf: vec![0; RECV_BUF], port })
+        Ok(Netlink { fd, seq, buf: vec![0; RECV_BUF], port, kept: None })
     }
 
     /// The port id of this socket (the kernel's autobind: the pid for a process's first one).
@@ -119,7 +122,11 @@ impl Netlink {
                     return Err(kernel_error("GETGEN", errno));
                 }
                 if reply.ty == nft_type(NFT_MSG_NEWGEN) {
-                    return msg::parse_genid(&reply);
+                    let genid = msg::parse_genid(&reply)?;
+                    if self.kept.as_ref().is_none_or(|(at, _)| *at != genid) {
+                        self.kept = Some((genid, HashMap::new()));
+                    }
+                    return Ok(genid);
                 }
             }
         }
@@ -148,6 +155,31 @@ impl Netlink {
             return Ok(None);
         }
         dump.iter().map(|r| NftRule::decode(&r.reply())).collect::<Result<_, _>>().map(Some)
+    }
+
+    /// [`Netlink::get`], answered from this socket's earlier answer to the same request while
+    /// the generation is the one the last GETGEN read: a change's dry run, its rollback
+    /// snapshot and its sync then dump a set of 100,000 elements once, not three times (each
+    /// dump of that size is about a second of the kernel's time). Only for what a commit alone
+    /// changes: a timed set's elements expire without one.
+    ///
+    /// Sound because generations only grow: an answer that saw a commit made after the GETGEN
+    /// is kept under the older generation, which no later GETGEN returns, so it is never used;
+    /// the reader that made it sees the generation move and reads again. Our own commit drops
+    /// every answer.
+    pub fn get_unchanged(
+        &mut self,
+        what: &str,
+        make: impl FnOnce(u32) -> Vec<u8>,
+    ) -> Result<Option<Vec<OwnedReply>>, NlError> {
+        if let Some(kept) = self.kept.as_ref().and_then(|(_, answers)| answers.get(what)) {
+            return Ok(Some(kept.clone()));
+        }
+        let got = self.get(what, make)?;
+        if let (Some((_, answers)), Some(objects)) = (&mut self.kept, &got) {
+            answers.insert(what.to_string(), objects.clone());
+        }
+        Ok(got)
     }
 
     /// Sends the GET request `make` builds (a dump when it carries NLM_F_DUMP) and collects the
@@ -200,6 +232,7 @@ impl Netlink {
     /// (ENOBUFS) with no way to tell what was lost. If answers are lost anyway (errors from a
     /// huge failing batch), losing them still means the batch failed: only errors are queued.
     pub fn commit(&mut self, batch: &Batch) -> Result<u32, NlError> {
+        self.kept = None;
         self.seq = batch.end_seq.wrapping_add(1);
         self.fit_send_buffer(batch.bytes.len())?;
         self.send(&batch.bytes)?;

@@ -18,7 +18,7 @@ use crate::backend::table::OwnTable;
 use crate::backend::{Backend, BackendError, Change, Target};
 use crate::cli::WatchArgs;
 use crate::error::Error;
-use crate::grants::{Live, SourceGrant};
+use crate::grants::Live;
 use crate::nft::monitor::{Monitor, Wake};
 use crate::nft::socket::Netlink;
 use crate::nft::NlError;
@@ -228,9 +228,8 @@ impl Daemon {
         Ok(Event::Timeout)
     }
 
-    /// Takes Docker's latest picture; true when the allowances it gives changed, or whether a
-    /// container is allowed names did (then the next heal puts them in). What changed, and
-    /// labels that cannot work, go to the journal.
+    /// Takes Docker's latest picture; true when the allowances it gives changed (then the
+    /// next heal puts them in). What changed, and labels that cannot work, go to the journal.
     fn look_at_docker(&mut self) -> bool {
         let Some(feed) = &self.docker else { return false };
         let Some(live) = feed.live(&self.policy.grants) else { return false };
@@ -245,13 +244,10 @@ impl Daemon {
         }
         self.problems = live.problems.clone();
         self.dns.set_clients(&live);
-        // The table's shape also follows whether any running container is allowed a name (the
-        // redirect and the dnsclients sets): the first member of a network labelled with names
-        // changes no source (the network's subnets were there already), yet needs them now.
-        fn shape(l: &Live) -> (&[SourceGrant], bool) {
-            (&l.sources, l.has_domains())
-        }
-        let changed = self.live.as_deref().map(shape) != Some(shape(&live));
+        // Every allowance, names included, comes with a source (a container's addresses, a
+        // network's subnets): a network labelled with names brings its redirect and sets with
+        // its subnets, before its first member (`Live::has_domains`).
+        let changed = self.live.as_ref().map(|l| &l.sources) != Some(&live.sources);
         self.live = Some(Arc::new(live));
         changed
     }

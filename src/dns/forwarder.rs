@@ -527,7 +527,11 @@ impl<A: Allower, R: Refusals> Shared<A, R> {
         };
         bump(&self.counters.queries);
         let everyone = self.config.domains.reach(query.labels());
-        let own = self.config.clients.get(client).and_then(|c| Some((c.domains.reach(query.labels())?, c)));
+        // The container's own names, unless everyone may reach every port of this one anyway.
+        let own = match everyone {
+            Some(Reach::Any) => None,
+            _ => self.config.clients.get(client).and_then(|c| Some((c.domains.reach(query.labels())?, c))),
+        };
         if everyone.is_none() && own.is_none() {
             bump(&self.counters.refused);
             let refusal = Refusal { client, name: query.display_name(), qtype: query.qtype() };
@@ -543,13 +547,11 @@ impl<A: Allower, R: Refusals> Shared<A, R> {
             let lifetimes = &self.config.lifetimes;
             let mut grants =
                 everyone.as_ref().map(|r| grant::grants(&answer.addresses, r, lifetimes)).unwrap_or_default();
-            // Allowed to everyone on every port: the container's own entry adds nothing.
-            let own = own.filter(|_| everyone != Some(Reach::Any));
             if let Some((reach, c)) = own {
                 let theirs = grant::grants(&answer.addresses, &reach, lifetimes);
                 grants.extend(grant::from_sources(&theirs, &c.addresses));
             }
-            if let Err(e) = self.grant(client, &grants) {
+            if let Err(e) = self.grant(&grants) {
                 bump(&self.counters.grant_errors);
                 self.refusals.grant_failed(client, &query.display_name(), &e);
                 return Some(query.answer(ResponseCode::ServFail));
@@ -563,7 +565,7 @@ impl<A: Allower, R: Refusals> Shared<A, R> {
     }
 
     /// Commits what the cache says is missing; returns once the kernel has it.
-    fn grant(&self, client: IpAddr, grants: &[grant::Grant]) -> Result<(), A::Error> {
+    fn grant(&self, grants: &[grant::Grant]) -> Result<(), A::Error> {
         let mut guard = match self.grants.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -578,7 +580,7 @@ impl<A: Allower, R: Refusals> Shared<A, R> {
             return Ok(());
         }
         bump(&self.counters.commits);
-        match allower.allow(client, &commit) {
+        match allower.allow(&commit) {
             Ok(()) => {
                 cache.committed(now, &commit);
                 Ok(())

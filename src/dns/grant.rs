@@ -29,9 +29,9 @@ pub struct Grant {
 pub trait Allower: Send {
     type Error: std::error::Error + Send + Sync + 'static;
 
-    /// Adds `commit.add` and extends `commit.extend`, all of them or none. `client` is the
-    /// container that asked, for implementations that keep per-client sets.
-    fn allow(&mut self, client: IpAddr, commit: &Commit) -> Result<(), Self::Error>;
+    /// Adds `commit.add` and extends `commit.extend`, all of them or none (each grant says
+    /// whom it is for).
+    fn allow(&mut self, commit: &Commit) -> Result<(), Self::Error>;
 }
 
 /// How grant timeouts follow TTLs (`--dns-min-ttl`, `--dns-max-ttl`).

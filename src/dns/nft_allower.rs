@@ -68,24 +68,23 @@ impl GrantSets {
         .concat()
     }
 
-    /// The set a grant's element goes to. Key types are nft's datatype ids (ipv4_addr 7,
-    /// ipv6_addr 8, inet_proto 12, inet_service 13), concatenated 6 bits apart.
+    /// The set a grant's element goes to.
     fn set_for(&self, grant: &Grant) -> NftSet {
-        let (addr_type, addr_len) = if grant.addr.is_ipv4() { (7, 4) } else { (8, 16) };
-        let (name, key_type, key_len) = match (grant.addr.is_ipv4(), grant.from.is_some(), grant.port.is_some()) {
-            (true, false, false) => (&self.v4, addr_type, addr_len),
-            (false, false, false) => (&self.v6, addr_type, addr_len),
-            (true, false, true) => (&self.v4_port, addr_type << 12 | 12 << 6 | 13, addr_len + 8),
-            (false, false, true) => (&self.v6_port, addr_type << 12 | 12 << 6 | 13, addr_len + 8),
-            (true, true, false) => (&self.v4_from, addr_type << 6 | addr_type, 2 * addr_len),
-            (false, true, false) => (&self.v6_from, addr_type << 6 | addr_type, 2 * addr_len),
-            (true, true, true) => {
-                (&self.v4_from_port, (addr_type << 12 | addr_type << 6 | 12) << 6 | 13, 2 * addr_len + 8)
-            }
-            (false, true, true) => {
-                (&self.v6_from_port, (addr_type << 12 | addr_type << 6 | 12) << 6 | 13, 2 * addr_len + 8)
-            }
+        let v4 = grant.addr.is_ipv4();
+        let (for_v4, for_v6) = match (grant.from.is_some(), grant.port.is_some()) {
+            (false, false) => (&self.v4, &self.v6),
+            (false, true) => (&self.v4_port, &self.v6_port),
+            (true, false) => (&self.v4_from, &self.v6_from),
+            (true, true) => (&self.v4_from_port, &self.v6_from_port),
         };
+        let name = if v4 { for_v4 } else { for_v6 };
+        // nft's datatype ids (ipv4_addr 7, ipv6_addr 8, inet_proto 12, inet_service 13), the
+        // fields of a concatenation 6 bits apart, in the key's order.
+        let addr = if v4 { 7 } else { 8 };
+        let fields =
+            grant.from.map(|_| addr).into_iter().chain([addr]).chain(grant.port.into_iter().flat_map(|_| [12, 13]));
+        let key_type = fields.fold(0, |t, f| t << 6 | f);
+        let key_len = key(grant).len() as u32;
         NftSet {
             family: NFPROTO_INET,
             table: self.table.clone(),
@@ -172,7 +171,7 @@ impl NftAllower {
 impl Allower for NftAllower {
     type Error = NftAllowError;
 
-    fn allow(&mut self, _client: IpAddr, commit: &Commit) -> Result<(), NftAllowError> {
+    fn allow(&mut self, commit: &Commit) -> Result<(), NftAllowError> {
         if commit.is_empty() {
             return Ok(());
         }

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use egress_guard::nft::socket::Netlink;
+use egress_guard::nft::socket::{Netlink, OwnedReply};
 use egress_guard::nft::sys::*;
 
 use crate::harness::{self, *};
@@ -490,4 +490,48 @@ fn an_element_added_by_hand_is_taken_out_by_apply_and_by_watch() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_ne!(to_neighbour(), Outcome::Open, "watch closed it again");
+}
+
+// ---- one dump per generation ----
+
+/// The socket answers a repeated element dump from its first answer while the generation
+/// holds (what spares a change at 100,000 entries two of its three dumps), and reads the set
+/// again once a GETGEN shows that anyone, here `nft` in another process, committed since.
+#[test]
+fn an_element_dump_is_kept_for_one_generation_only() {
+    harness::require_kernel!();
+    use egress_guard::nft::set::{getsetelem_dump, SetElem};
+    let ns = Netns::new("kept");
+    ns.run_with_input(&["nft", "-f", "-"], "table inet eg_kept {\n  set s { type ipv4_addr; }\n}\n");
+    let count = |nl: &mut Netlink| -> usize {
+        let what = "GETSETELEM inet eg_kept s";
+        let make = |seq| getsetelem_dump(seq, NFPROTO_INET, "eg_kept", "s");
+        let decode = |dump: Option<&[_]>| {
+            Ok(dump
+                .unwrap_or_default()
+                .iter()
+                .map(|m: &OwnedReply| SetElem::decode_all(&m.reply()).unwrap().len())
+                .sum())
+        };
+        nl.get_unchanged(what, make, decode).unwrap()
+    };
+    let add = |addr: &str| {
+        let status = std::process::Command::new("nft")
+            .args(["add", "element", "inet", "eg_kept", "s", &format!("{{ {addr} }}")])
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "nft add element {addr}");
+    };
+    // In the namespace's thread: nft, forked from it, commits in the same namespace.
+    ns.enter(|| {
+        let mut nl = Netlink::open().unwrap();
+        nl.generation().unwrap();
+        assert_eq!(count(&mut nl), 0);
+        add("198.51.100.1");
+        assert_eq!(count(&mut nl), 0, "no GETGEN since: the kept answer, no second dump");
+        nl.generation().unwrap();
+        assert_eq!(count(&mut nl), 1, "another program committed: read again");
+        add("198.51.100.2");
+        nl.generation().unwrap();
+        assert_eq!(count(&mut nl), 2);
+    });
 }

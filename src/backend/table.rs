@@ -19,7 +19,7 @@ use crate::nft::expr::Expr;
 use crate::nft::msg::{self, BatchBuilder};
 use crate::nft::rule::{comment_udata, NftRule, Position};
 use crate::nft::set::{self, NftSet, SetElem};
-use crate::nft::socket::Netlink;
+use crate::nft::socket::{Netlink, OwnedReply};
 use crate::nft::sys::*;
 use crate::nft::{rustables_bridge, text, NlError};
 use crate::policy::Policy;
@@ -123,14 +123,17 @@ impl TableState {
         for (def, elems) in self.sets.iter_mut().filter(|(d, e)| e.is_none() && wanted.contains(&d.name)) {
             let what = format!("GETSETELEM inet {table} {}", def.name);
             let make = |seq| set::getsetelem_dump(seq, NFPROTO_INET, table, &def.name);
-            let dump = match def.flags & NFT_SET_TIMEOUT {
-                0 => nl.get_unchanged(&what, make)?,
-                _ => nl.get(&what, make)?,
+            let decode = |dump: Option<&[OwnedReply]>| {
+                let mut found = Vec::new();
+                for m in dump.unwrap_or_default() {
+                    found.extend(SetElem::decode_all(&m.reply())?);
+                }
+                Ok(found)
             };
-            let mut found = Vec::new();
-            for m in dump.unwrap_or_default() {
-                found.extend(SetElem::decode_all(&m.reply())?);
-            }
+            let mut found = match def.flags & NFT_SET_TIMEOUT {
+                0 => nl.get_unchanged(&what, make, decode)?,
+                _ => decode(nl.get(&what, make)?.as_deref())?,
+            };
             found.sort();
             *elems = Some(found);
         }

@@ -157,7 +157,7 @@ impl Netlink {
         dump.iter().map(|r| NftRule::decode(&r.reply())).collect::<Result<_, _>>().map(Some)
     }
 
-    /// [`Netlink::get`], answered from this socket's earlier answer to the same request while
+    /// [`Netlink::get`] handed to `read`, answered from this socket's earlier answer to the same request while
     /// the generation is the one the last GETGEN read: a change's dry run, its rollback
     /// snapshot and its sync then dump a set of 100,000 elements once, not three times (each
     /// dump of that size is about a second of the kernel's time). Only for what a commit alone
@@ -167,19 +167,22 @@ impl Netlink {
     /// is kept under the older generation, which no later GETGEN returns, so it is never used;
     /// the reader that made it sees the generation move and reads again. Our own commit drops
     /// every answer.
-    pub fn get_unchanged(
+    pub fn get_unchanged<T>(
         &mut self,
         what: &str,
         make: impl FnOnce(u32) -> Vec<u8>,
-    ) -> Result<Option<Vec<OwnedReply>>, NlError> {
+        read: impl FnOnce(Option<&[OwnedReply]>) -> Result<T, NlError>,
+    ) -> Result<T, NlError> {
+        // `read` borrows the kept answer: at 100,000 elements a copy would be megabytes more.
         if let Some(kept) = self.kept.as_ref().and_then(|(_, answers)| answers.get(what)) {
-            return Ok(Some(kept.clone()));
+            return read(Some(kept));
         }
         let got = self.get(what, make)?;
-        if let (Some((_, answers)), Some(objects)) = (&mut self.kept, &got) {
-            answers.insert(what.to_string(), objects.clone());
+        let out = read(got.as_deref())?;
+        if let (Some((_, answers)), Some(objects)) = (&mut self.kept, got) {
+            answers.insert(what.to_string(), objects);
         }
-        Ok(got)
+        Ok(out)
     }
 
     /// Sends the GET request `make` builds (a dump when it carries NLM_F_DUMP) and collects the

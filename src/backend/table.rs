@@ -42,15 +42,13 @@ impl OwnTable {
         OwnTable { families, spec: GUARD }
     }
 
-    /// Which kinds of per-source sets the table holds (one GETSET dump).
+    /// Which kinds of per-source sets the table holds (the GETSET dump the sync that follows
+    /// reads again from the socket's kept answer).
     pub fn keeps(&self, nl: &mut Netlink) -> Result<Kept, NlError> {
-        let what = format!("GETSET inet {}", self.spec.name);
-        let found = nl.get(&what, |seq| set::getset_dump(seq, NFPROTO_INET, self.spec.name))?.unwrap_or_default();
         let mut kept = Kept::default();
-        for reply in found {
-            let name = NftSet::decode(&reply.reply())?.name;
-            kept.docker_sets |= layout::is_docker_set(&name);
-            kept.dns_clients |= layout::is_dns_client_set(&name);
+        for set in set_defs(nl, self.spec.name)? {
+            kept.docker_sets |= layout::is_docker_set(&set.name);
+            kept.dns_clients |= layout::is_dns_client_set(&set.name);
         }
         Ok(kept)
     }
@@ -59,6 +57,16 @@ impl OwnTable {
     pub fn shield() -> OwnTable {
         OwnTable { families: Family::ALL.to_vec(), spec: SHIELD }
     }
+}
+
+/// The sets of our table `table` (definitions only; they change only by a commit, so one
+/// dump serves every read of one generation).
+fn set_defs(nl: &mut Netlink, table: &str) -> Result<Vec<NftSet>, NlError> {
+    let what = format!("GETSET inet {table}");
+    let make = |seq| set::getset_dump(seq, NFPROTO_INET, table);
+    nl.get_unchanged(&what, make, |found| {
+        found.unwrap_or_default().iter().map(|r| NftSet::decode(&r.reply())).collect()
+    })
 }
 
 /// What [`OwnTable::keeps`] found.
@@ -110,10 +118,7 @@ impl TableState {
             let rules = dump.iter().map(|r| NftRule::decode(&r.reply())).collect::<Result<_, _>>()?;
             state.chains.push((def, rules));
         }
-        let what = format!("GETSET inet {table}");
-        for found in nl.get(&what, |seq| set::getset_dump(seq, NFPROTO_INET, table))?.unwrap_or_default() {
-            state.sets.push((NftSet::decode(&found.reply())?, None));
-        }
+        state.sets = set_defs(nl, table)?.into_iter().map(|set| (set, None)).collect();
         Ok(state)
     }
 
